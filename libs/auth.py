@@ -1,0 +1,72 @@
+"""Client tokens: HS256 JWTs whose claims name the tenant and the user.
+
+Claims: ``sub`` (user id), ``tenant`` (tenant id), ``exp`` (required),
+``iat`` and ``nbf`` (optional). Only HS256 is accepted, so ``alg: none`` and
+tokens signed with another algorithm or secret fail.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from libs.schema.types import TOKEN_PATTERN
+
+ALGORITHM = "HS256"
+_ID = re.compile(TOKEN_PATTERN)
+LEEWAY = 5  # seconds of clock skew tolerated on exp/nbf
+
+
+class AuthError(Exception):
+    """The token is missing, malformed, expired, or not ours."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str
+    user_id: str
+    expires_at: float
+
+
+def issue(
+    secret: str,
+    *,
+    tenant: str,
+    user_id: str,
+    ttl: float = 3600.0,
+    now: float | None = None,
+) -> str:
+    if not (_ID.match(tenant) and _ID.match(user_id)):
+        raise ValueError("tenant and user ids must match " + TOKEN_PATTERN)
+    issued = time.time() if now is None else now
+    claims = {
+        "sub": user_id,
+        "tenant": tenant,
+        "iat": int(issued),
+        "exp": int(issued + ttl),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "tenant"]},
+            leeway=LEEWAY,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    tenant, user_id = claims.get("tenant"), claims.get("sub")
+    if not (isinstance(tenant, str) and _ID.match(tenant)):
+        raise AuthError("invalid tenant claim")
+    if not (isinstance(user_id, str) and _ID.match(user_id)):
+        raise AuthError("invalid sub claim")
+    return Principal(tenant=tenant, user_id=user_id, expires_at=float(claims["exp"]))

@@ -1,0 +1,1 @@
+"""NATS and JetStream plumbing shared by every service."""

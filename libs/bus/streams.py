@@ -1,0 +1,167 @@
+"""Streams and durable consumers, created or updated in one explicit step.
+
+Services only bind to what this step made: nats-py's ``pull_subscribe()``
+would silently keep an existing durable's old settings, so configuration
+lives here and ``msgctl bootstrap`` applies it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from libs.bus.subjects import (
+    AUDIT_STREAM,
+    CONVERSATIONS_STREAM,
+    DEADLETTER_STREAM,
+    MESSAGES_STREAM,
+    PRESENCE_STREAM,
+    Subjects,
+)
+
+log = logging.getLogger("bus.streams")
+
+DAY = 24 * 3600
+DUPLICATE_WINDOW = 300.0  # seconds a Nats-Msg-Id is remembered
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    ack_wait: float
+    max_deliver: int
+    max_ack_pending: int
+    filter_subject: str | None = None
+
+
+STORE = "store"
+FANOUT = "fanout"
+
+
+def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig]:
+    common = {"retention": RetentionPolicy.LIMITS, "discard": DiscardPolicy.OLD}
+    return [
+        StreamConfig(
+            name=MESSAGES_STREAM,
+            description="Accepted messages; the source of truth for the read model.",
+            subjects=[subjects.events_of("message.accepted")],
+            storage=StorageType.FILE,
+            max_age=float(retention_days * DAY),
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+            **common,
+        ),
+        StreamConfig(
+            name=CONVERSATIONS_STREAM,
+            description="Conversations and their members, kept for good.",
+            subjects=[subjects.events_of("conversation.created")],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+            **common,
+        ),
+        StreamConfig(
+            name=AUDIT_STREAM,
+            description="Sends refused by the abuse guard, for auditing.",
+            subjects=[subjects.events_of("message.rejected")],
+            storage=StorageType.FILE,
+            max_age=float(30 * DAY),
+            duplicate_window=DUPLICATE_WINDOW,
+            **common,
+        ),
+        StreamConfig(
+            name=PRESENCE_STREAM,
+            description="Presence transitions; short-lived.",
+            subjects=[subjects.events_of("presence.changed")],
+            storage=StorageType.MEMORY,
+            max_age=3600.0,
+            max_msgs_per_subject=16,
+            duplicate_window=60.0,
+            **common,
+        ),
+        StreamConfig(
+            name=DEADLETTER_STREAM,
+            description="Events a consumer gave up on, with the reason.",
+            subjects=[f"{subjects.prefix}.dlq.>"],
+            storage=StorageType.FILE,
+            max_age=float(30 * DAY),
+            duplicate_window=DUPLICATE_WINDOW,
+            **common,
+        ),
+    ]
+
+
+CONSUMERS = (
+    ConsumerSpec(
+        MESSAGES_STREAM, STORE, ack_wait=30, max_deliver=8, max_ack_pending=20000
+    ),
+    ConsumerSpec(
+        CONVERSATIONS_STREAM, STORE, ack_wait=30, max_deliver=8, max_ack_pending=5000
+    ),
+    ConsumerSpec(
+        MESSAGES_STREAM, FANOUT, ack_wait=10, max_deliver=8, max_ack_pending=20000
+    ),
+)
+
+
+def consumer_spec(stream: str, durable: str) -> ConsumerSpec:
+    for spec in CONSUMERS:
+        if spec.stream == stream and spec.durable == durable:
+            return spec
+    raise KeyError((stream, durable))
+
+
+def _consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=spec.durable,
+        description=f"{spec.durable} reading {spec.stream}",
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=float(spec.ack_wait),
+        max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        max_waiting=64,
+        filter_subject=spec.filter_subject,
+    )
+
+
+async def bootstrap(
+    js: JetStreamContext, subjects: Subjects, retention_days: int
+) -> None:
+    """Create every stream and consumer, or bring an existing one up to date."""
+    for config in stream_configs(subjects, retention_days):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("stream.created", extra={"stream": config.name})
+        else:
+            await js.update_stream(config)
+            log.info("stream.updated", extra={"stream": config.name})
+    for spec in CONSUMERS:
+        config = _consumer_config(spec)
+        try:
+            await js.consumer_info(spec.stream, spec.durable)
+        except NotFoundError:
+            created = True
+        else:
+            created = False
+        # add_consumer on an existing durable updates its mutable settings.
+        await js.add_consumer(spec.stream, config)
+        log.info(
+            "consumer.created" if created else "consumer.updated",
+            extra={"stream": spec.stream, "consumer": spec.durable},
+        )

@@ -1,0 +1,283 @@
+"""The whole system on one machine: embedded servers, bootstrap, services.
+
+Used by ``make run`` (through the supervisor) and by the tests, so both run
+exactly the same processes with the same settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs.devstack.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    NatsServer,
+    PostgresServer,
+    RedisServer,
+    ServerError,
+    free_port,
+    port_open,
+)
+
+log = logging.getLogger("devstack")
+
+# Services in start order; the gateway last, so it finds the others up.
+SERVICES = ("store", "fanout", "ingest", "gateway")
+
+
+@dataclass(frozen=True)
+class Ports:
+    nats: int
+    nats_monitor: int
+    postgres: int
+    redis: int
+    gateway: int
+    ops_base: int
+
+    @classmethod
+    def development(cls) -> Ports:
+        env = os.environ
+        return cls(
+            nats=int(env.get("MSG_DEV_NATS_PORT", 14222)),
+            nats_monitor=int(env.get("MSG_DEV_NATS_MONITOR_PORT", 18222)),
+            postgres=int(env.get("MSG_DEV_POSTGRES_PORT", 15432)),
+            redis=int(env.get("MSG_DEV_REDIS_PORT", 16379)),
+            gateway=int(env.get("MSG_HTTP_PORT", 8080)),
+            ops_base=int(env.get("MSG_DEV_OPS_PORT_BASE", 9100)),
+        )
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(
+            nats=free_port(),
+            nats_monitor=free_port(),
+            postgres=free_port(),
+            redis=free_port(),
+            gateway=free_port(),
+            ops_base=0,
+        )
+
+
+class ServiceProcess(ManagedProcess):
+    def __init__(
+        self,
+        service: str,
+        index: int,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        ops_port: int,
+        http_port: int | None = None,
+    ) -> None:
+        super().__init__(f"{service}-{index}", log_path)
+        self.service = service
+        self.index = index
+        self.env = env
+        self.ops_port = ops_port
+        self.http_port = http_port
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        port = self.http_port if self.http_port else self.ops_port
+        return f"http://{LOOPBACK}:{port}"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", f"services.{self.service.replace('-', '_')}"]
+        self.spawn(command, env=self.env)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise ServerError(f"{self.name} exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServerError(
+            f"{self.name} not ready after {timeout}s; see {self.log_path}"
+        )
+
+
+def dev_jwt_secret(root: Path) -> str:
+    """MSG_JWT_SECRET, or a development secret kept in ``root`` (git-ignored)."""
+    given = os.environ.get("MSG_JWT_SECRET")
+    if given:
+        return given
+    path = root / "dev-jwt-secret"
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    log.warning(
+        "devstack.development_secret",
+        extra={
+            "path": str(path),
+            "why": "MSG_JWT_SECRET is not set; this secret is for development only",
+        },
+    )
+    return path.read_text().strip()
+
+
+class Stack:
+    def __init__(
+        self,
+        root: Path,
+        ports: Ports,
+        *,
+        scale: int = 1,
+        jwt_secret: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.ports = ports
+        self.scale = scale
+        self.jwt_secret = jwt_secret or dev_jwt_secret(root)
+        self.extra_env = extra_env or {}
+        self.nats = NatsServer(root, ports.nats, ports.nats_monitor)
+        self.postgres = PostgresServer(root, ports.postgres)
+        self.redis = RedisServer(root, ports.redis)
+        self.services: list[ServiceProcess] = []
+
+    # ------------------------------------------------------------ infra
+
+    def start_infra(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        busy = [
+            port
+            for port in (self.ports.nats, self.ports.postgres, self.ports.redis)
+            if port_open(port)
+        ]
+        if busy:
+            raise ServerError(
+                f"ports already in use: {busy}; stop what holds them or set "
+                "MSG_DEV_NATS_PORT / MSG_DEV_POSTGRES_PORT / MSG_DEV_REDIS_PORT"
+            )
+        self.nats.start()
+        self.postgres.start()
+        self.redis.start()
+        log.info(
+            "devstack.infra_started",
+            extra={
+                "nats": self.nats.url,
+                "postgres": self.postgres.dsn,
+                "redis": self.redis.url,
+            },
+        )
+
+    def bootstrap(self) -> None:
+        from tools.msgctl.bootstrap import bootstrap
+
+        asyncio.run(bootstrap(self.base_env()))
+
+    # --------------------------------------------------------- services
+
+    def base_env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MSG_", "OTEL_"))
+        }
+        env.update(
+            {
+                "MSG_NATS_URL": self.nats.url,
+                "MSG_DATABASE_URL": self.postgres.dsn,
+                "MSG_REDIS_URL": self.redis.url,
+                "MSG_JWT_SECRET": self.jwt_secret,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for key in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "MSG_LOG_LEVEL",
+            "MSG_RETENTION_DAYS",
+        ):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        env.update(self.extra_env)
+        return env
+
+    def make_service(self, service: str, index: int) -> ServiceProcess:
+        env = self.base_env()
+        env["MSG_INSTANCE"] = f"{service}-{index}"
+        ops_port = (
+            self.ports.ops_base + 10 * SERVICES.index(service) + index
+            if self.ports.ops_base
+            else free_port()
+        )
+        http_port = None
+        if service == "gateway":
+            http_port = self.ports.gateway + index if index else self.ports.gateway
+            if not self.ports.ops_base and index:
+                http_port = free_port()
+            env["MSG_HTTP_PORT"] = str(http_port)
+            ops_port = http_port
+        env["MSG_OPS_PORT"] = str(ops_port)
+        return ServiceProcess(
+            service,
+            index,
+            env,
+            self.root / "logs" / f"{service}-{index}.log",
+            ops_port=ops_port,
+            http_port=http_port,
+        )
+
+    def start_services(self, services: Iterable[str] = SERVICES) -> None:
+        started = []
+        for service in services:
+            for index in range(self.scale):
+                proc = self.make_service(service, index)
+                proc.start()
+                self.services.append(proc)
+                started.append(proc)
+        for proc in started:
+            proc.wait_ready()
+
+    def service(self, service: str, index: int = 0) -> ServiceProcess:
+        for proc in self.services:
+            if proc.service == service and proc.index == index:
+                return proc
+        raise KeyError(f"{service}-{index}")
+
+    def restart(self, proc: ServiceProcess) -> None:
+        proc.stop()
+        proc.restarts += 1
+        proc.start()
+        proc.wait_ready()
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [p.url for p in self.services if p.service == "gateway"]
+
+    # ------------------------------------------------------------- stop
+
+    def stop_services(self) -> None:
+        for proc in self.services:
+            if proc.running:
+                assert proc.proc is not None
+                proc.proc.send_signal(signal.SIGTERM)
+        for proc in self.services:
+            try:
+                proc.stop(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.services.clear()
+
+    def stop(self) -> None:
+        """Services first, then the servers; safe to call twice."""
+        self.stop_services()
+        for server in (self.redis, self.postgres, self.nats):
+            server.stop()

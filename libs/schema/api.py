@@ -1,0 +1,211 @@
+"""Commands, queries and their replies, as services exchange them over NATS.
+
+The gateway's HTTP bodies are these same structs, so the OpenAPI document and
+the bus contracts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from msgspec import Meta, Struct
+
+from libs.schema.types import (
+    ClientMsgId,
+    ConversationId,
+    MessageId,
+    Seq,
+    TenantId,
+    Timestamp,
+    UserId,
+)
+
+PAGE_MAX = 200
+PAGE_DEFAULT = 50
+
+# ---------------------------------------------------------------- shared parts
+
+
+class ErrorInfo(Struct, kw_only=True, omit_defaults=True):
+    code: Annotated[str, Meta(description="Stable, machine-readable error code")]
+    message: Annotated[str, Meta(description="Human-readable explanation")]
+    original_id: MessageId | None = None
+    retry_after: Annotated[float, Meta(ge=0)] | None = None
+
+
+class LimitInfo(Struct, kw_only=True):
+    """The sender's rate-limit state after this send, for RateLimit headers."""
+
+    limit: int
+    remaining: int
+    reset: Annotated[float, Meta(description="Seconds until a slot frees up")]
+    window: Annotated[int, Meta(description="Window length in seconds")]
+
+
+class Message(Struct, kw_only=True):
+    """A stored message, as clients receive it over HTTP and the WebSocket."""
+
+    id: MessageId
+    conversation_id: ConversationId
+    sender_id: UserId
+    body: str
+    created_at: Timestamp
+    seq: Seq
+
+
+class Conversation(Struct, kw_only=True, omit_defaults=True):
+    id: ConversationId
+    members: list[UserId]
+    created_by: UserId
+    created_at: Timestamp
+    title: str | None = None
+    last_message_at: Timestamp | None = None
+
+
+# -------------------------------------------------------------- HTTP requests
+
+
+class SendRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/messaging``."""
+
+    conversation_id: ConversationId
+    body: str
+    client_msg_id: ClientMsgId | None = None
+
+
+class CreateConversationRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/messaging/conversations``."""
+
+    members: Annotated[list[UserId], Meta(min_length=1, max_length=1000)]
+    title: Annotated[str, Meta(max_length=200)] | None = None
+
+
+# ------------------------------------------------------------ bus: commands
+
+
+class SendMessage(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.cmd.<tenant>.message.send``, answered by ingest."""
+
+    tenant: TenantId
+    sender_id: UserId
+    conversation_id: ConversationId
+    body: str
+    client_msg_id: ClientMsgId | None = None
+
+
+class SendReply(Struct, kw_only=True, omit_defaults=True):
+    message: Message | None = None
+    error: ErrorInfo | None = None
+    limit: LimitInfo | None = None
+    replayed: Annotated[
+        bool, Meta(description="True when a client_msg_id retry answered the original")
+    ] = False
+
+
+class CreateConversation(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.cmd.<tenant>.conversation.create``, answered by ingest."""
+
+    tenant: TenantId
+    creator_id: UserId
+    members: list[UserId]
+    title: str | None = None
+
+
+class ConversationReply(Struct, kw_only=True, omit_defaults=True):
+    conversation: Conversation | None = None
+    error: ErrorInfo | None = None
+
+
+# ------------------------------------------------------------- bus: queries
+
+
+class ListMessages(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.qry.<tenant>.message.list``, answered by store."""
+
+    tenant: TenantId
+    user_id: UserId
+    conversation_id: ConversationId
+    limit: Annotated[int, Meta(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
+    cursor: str | None = None
+
+
+class MessagePage(Struct, kw_only=True):
+    messages: list[Message]
+    next_cursor: str | None
+
+
+class MessagePageReply(Struct, kw_only=True, omit_defaults=True):
+    page: MessagePage | None = None
+    error: ErrorInfo | None = None
+
+
+class MessagesSince(Struct, kw_only=True):
+    """``<p>.qry.<tenant>.message.since``: a member's messages after a seq."""
+
+    tenant: TenantId
+    user_id: UserId
+    since_seq: Annotated[int, Meta(ge=0)]
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 500
+
+
+class MessagesSinceReply(Struct, kw_only=True, omit_defaults=True):
+    messages: list[Message] = []
+    more: bool = False
+    error: ErrorInfo | None = None
+
+
+class GetMessage(Struct, kw_only=True):
+    """``<p>.qry.<tenant>.message.get``: one message by id, if stored."""
+
+    tenant: TenantId
+    message_id: MessageId
+
+
+class GetMessageReply(Struct, kw_only=True, omit_defaults=True):
+    message: Message | None = None
+    error: ErrorInfo | None = None
+
+
+class ListConversations(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.qry.<tenant>.conversation.list``: the caller's conversations."""
+
+    tenant: TenantId
+    user_id: UserId
+    limit: Annotated[int, Meta(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
+    cursor: str | None = None
+
+
+class ConversationPage(Struct, kw_only=True):
+    conversations: list[Conversation]
+    next_cursor: str | None
+
+
+class ConversationPageReply(Struct, kw_only=True, omit_defaults=True):
+    page: ConversationPage | None = None
+    error: ErrorInfo | None = None
+
+
+class GetConversation(Struct, kw_only=True):
+    """``<p>.qry.<tenant>.conversation.get``: one conversation, members only."""
+
+    tenant: TenantId
+    user_id: UserId
+    conversation_id: ConversationId
+
+
+class ProjectConversation(Struct, kw_only=True):
+    """``<p>.store.<tenant>.conversation.project``: project a just-created
+    conversation now, from its event, so the creator's next read sees it."""
+
+    tenant: TenantId
+    conversation_id: ConversationId
+
+
+class HttpError(Struct, kw_only=True):
+    """Every 4xx/5xx body the gateway answers."""
+
+    error: ErrorInfo
+
+
+def error(code: str, message: str, **extra: Any) -> ErrorInfo:
+    return ErrorInfo(code=code, message=message, **extra)

@@ -1,0 +1,52 @@
+"""Constrained scalar types shared by every contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from msgspec import Meta
+
+# Tenant, user and conversation ids travel as NATS subject tokens, so they
+# may hold no dots, spaces or wildcards.
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+TenantId = Annotated[
+    str, Meta(pattern=TOKEN_PATTERN, description="Tenant (company) id, from the JWT")
+]
+UserId = Annotated[
+    str, Meta(pattern=TOKEN_PATTERN, description="User id, unique within a tenant")
+]
+ConversationId = Annotated[
+    str, Meta(pattern=TOKEN_PATTERN, description="Conversation id")
+]
+MessageId = Annotated[str, Meta(description="Message id (UUID)")]
+ClientMsgId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        description="Client-chosen idempotency key; a retry with it answers "
+        "the original message",
+    ),
+]
+Body = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=4000,
+        description="1 to 4,000 Unicode code points, no NUL, not blank",
+    ),
+]
+Seq = Annotated[
+    int, Meta(ge=1, description="Sequence of the event in the MESSAGES stream")
+]
+Timestamp = Annotated[datetime, Meta(tz=True, description="UTC, RFC 3339")]
+
+BODY_MAX_CHARS = 4000
+
+
+def utc_now_ms() -> datetime:
+    """Now in UTC, truncated to the millisecond clients can represent."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -1,0 +1,62 @@
+"""Prometheus conventions shared by every service.
+
+Each service builds its own ``CollectorRegistry`` at start-up and passes it to
+whatever registers metrics; nothing registers at import time. Labels are kept
+to small fixed sets: no user, message or conversation ids.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+# Fine buckets below the SLO thresholds, and a bucket edge at each of them
+# (0.4 s POST, 0.6 s GET, 2 s delivery, 5 s presence), so the SLO ratios are
+# exact rather than interpolated.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
+
+
+def new_registry(service: str, instance: str) -> CollectorRegistry:
+    """A registry with process metrics and ``messaging_build_info``."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    try:
+        version = metadata.version("messaging-backend")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    info = Gauge(
+        "messaging_build_info",
+        "Build of the running service; always 1.",
+        ["service", "version", "python"],
+        registry=registry,
+    )
+    info.labels(service, version, platform.python_version()).set(1)
+    return registry

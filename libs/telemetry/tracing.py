@@ -1,0 +1,103 @@
+"""OpenTelemetry tracing, with W3C trace context carried in NATS headers.
+
+Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
+and to a JSON-lines file when ``MSG_TRACE_FILE`` is set (used by tests and
+local debugging). With neither, spans are still created so that context
+propagates, but nothing is exported.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, MutableMapping, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace.propagation.tracecontext import (
+    TraceContextTextMapPropagator,
+)
+
+_propagator = TraceContextTextMapPropagator()
+
+
+class _HeaderGetter(Getter[Mapping[str, str]]):
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier)
+
+
+class _HeaderSetter(Setter[MutableMapping[str, str]]):
+    def set(self, carrier: MutableMapping[str, str], key: str, value: str) -> None:
+        carrier[key] = value
+
+
+_getter = _HeaderGetter()
+_setter = _HeaderSetter()
+
+
+def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add the current span's ``traceparent`` to outgoing NATS headers."""
+    _propagator.inject(headers, setter=_setter)
+    return headers
+
+
+def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The remote parent context carried by incoming NATS headers, if any."""
+    return _propagator.extract(headers or {}, getter=_getter)
+
+
+class JsonLinesExporter(SpanExporter):
+    """Appends finished spans to a file, one JSON object per line."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [span.to_json(indent=None) + "\n" for span in spans]
+        with self._lock, open(self._path, "a", encoding="utf-8") as out:
+            out.writelines(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def setup(service: str, instance: str, otlp_endpoint: str = "") -> TracerProvider:
+    """Install the global tracer provider for this process (entry points only)."""
+    resource = Resource.create(
+        {"service.name": service, "service.instance.id": instance}
+    )
+    provider = TracerProvider(resource=resource)
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
+
+        endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+        )
+    trace_file = os.environ.get("MSG_TRACE_FILE")
+    if trace_file:
+        provider.add_span_processor(
+            BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
+        )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)

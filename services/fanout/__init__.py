@@ -1,0 +1,1 @@
+"""Fanout: delivers each accepted message to every member's delivery subject."""

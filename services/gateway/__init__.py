@@ -1,0 +1,1 @@
+"""Gateway: the HTTP API, WebSocket sessions and JWT authentication."""

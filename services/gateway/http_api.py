@@ -1,0 +1,219 @@
+"""The HTTP API under ``/api/messaging``: messages and conversations.
+
+The tenant always comes from the token, never from the request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from libs import auth
+from libs.bus.codec import decoder, encode
+from libs.bus.subjects import Subjects
+from libs.schema import errors
+from libs.schema.api import (
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    ConversationPageReply,
+    ConversationReply,
+    CreateConversation,
+    CreateConversationRequest,
+    GetConversation,
+    LimitInfo,
+    ListConversations,
+    ListMessages,
+    MessagePageReply,
+    SendMessage,
+    SendReply,
+    SendRequest,
+)
+from libs.schema.types import TOKEN_PATTERN
+from libs.text import InvalidBody, check_body
+from services.gateway.auth import authenticate, bearer_token
+from services.gateway.backend import Backend
+from services.gateway.errors import ApiError
+
+T = TypeVar("T")
+BASE = "/api/messaging"
+_ID = re.compile(TOKEN_PATTERN)
+
+
+def json_response(
+    payload: object, status: int = 200, headers: dict | None = None
+) -> web.Response:
+    return web.Response(
+        body=encode(payload),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def read_json(request: web.Request, kind: type[T]) -> T:
+    raw = await request.read()  # over client_max_size: aiohttp raises 413
+    if not raw.strip():
+        raise ApiError(errors.INVALID_JSON, "request body must be a JSON object")
+    try:
+        return decoder(kind).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ApiError(errors.INVALID_REQUEST, str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(errors.INVALID_JSON, f"malformed JSON: {exc}") from exc
+
+
+def rate_limit_headers(limit: LimitInfo | None) -> dict[str, str]:
+    """IETF draft RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
+    if limit is None:
+        return {}
+    reset = max(0, round(limit.reset))
+    return {
+        "RateLimit-Policy": f'"sends";q={limit.limit};w={limit.window}',
+        "RateLimit": f'"sends";r={max(0, limit.remaining)};t={reset}',
+    }
+
+
+def _query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return PAGE_DEFAULT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(errors.INVALID_REQUEST, "limit must be an integer") from None
+    if limit < 1:
+        raise ApiError(errors.INVALID_REQUEST, "limit must be at least 1")
+    return min(limit, PAGE_MAX)
+
+
+def _query_id(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise ApiError(errors.INVALID_REQUEST, f"query parameter {name} is required")
+    return _checked_id(value, name)
+
+
+def _checked_id(value: str, name: str) -> str:
+    if not _ID.match(value):
+        raise ApiError(errors.INVALID_REQUEST, f"{name} is not a valid id")
+    return value
+
+
+class MessagingApi:
+    def __init__(self, backend: Backend, subjects: Subjects, jwt_secret: str) -> None:
+        self._backend = backend
+        self._subjects = subjects
+        self._secret = jwt_secret
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(BASE, self.send),
+            web.get(BASE, self.list_messages),
+            web.post(f"{BASE}/conversations", self.create_conversation),
+            web.get(f"{BASE}/conversations", self.list_conversations),
+            web.get(f"{BASE}/conversations/{{conversation_id}}", self.get_conversation),
+        ]
+
+    def principal(self, request: web.Request) -> auth.Principal:
+        return authenticate(self._secret, bearer_token(request))
+
+    async def send(self, request: web.Request) -> web.Response:
+        who = self.principal(request)
+        body = await read_json(request, SendRequest)
+        try:
+            check_body(body.body)
+        except InvalidBody as exc:
+            raise ApiError(errors.INVALID_BODY, str(exc)) from exc
+        command = SendMessage(
+            tenant=who.tenant,
+            sender_id=who.user_id,
+            conversation_id=body.conversation_id,
+            body=body.body,
+            client_msg_id=body.client_msg_id,
+        )
+        reply = await self._backend.call(
+            self._subjects.send(who.tenant), command, SendReply, "ingest"
+        )
+        headers = rate_limit_headers(reply.limit)
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error, headers)
+        if reply.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return json_response(reply.message, status=201, headers=headers)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        who = self.principal(request)
+        query = ListMessages(
+            tenant=who.tenant,
+            user_id=who.user_id,
+            conversation_id=_query_id(request, "conversation_id"),
+            limit=_query_limit(request),
+            cursor=request.query.get("cursor") or None,
+        )
+        reply = await self._backend.call(
+            self._subjects.query(who.tenant, "message.list"),
+            query,
+            MessagePageReply,
+            "store",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(reply.page)
+
+    async def create_conversation(self, request: web.Request) -> web.Response:
+        who = self.principal(request)
+        body = await read_json(request, CreateConversationRequest)
+        command = CreateConversation(
+            tenant=who.tenant,
+            creator_id=who.user_id,
+            members=body.members,
+            title=body.title,
+        )
+        reply = await self._backend.call(
+            self._subjects.create_conversation(who.tenant),
+            command,
+            ConversationReply,
+            "ingest",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(reply.conversation, status=201)
+
+    async def list_conversations(self, request: web.Request) -> web.Response:
+        who = self.principal(request)
+        query = ListConversations(
+            tenant=who.tenant,
+            user_id=who.user_id,
+            limit=_query_limit(request),
+            cursor=request.query.get("cursor") or None,
+        )
+        reply = await self._backend.call(
+            self._subjects.query(who.tenant, "conversation.list"),
+            query,
+            ConversationPageReply,
+            "store",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(reply.page)
+
+    async def get_conversation(self, request: web.Request) -> web.Response:
+        who = self.principal(request)
+        conversation_id = request.match_info["conversation_id"]
+        if not _ID.match(conversation_id):
+            raise ApiError(errors.NOT_FOUND, "no such conversation")
+        query = GetConversation(
+            tenant=who.tenant, user_id=who.user_id, conversation_id=conversation_id
+        )
+        reply = await self._backend.call(
+            self._subjects.query(who.tenant, "conversation.get"),
+            query,
+            ConversationReply,
+            "store",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(reply.conversation)

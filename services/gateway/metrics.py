@@ -1,0 +1,89 @@
+"""The gateway's metrics: the API, sockets, and delivery as clients see it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from libs.telemetry.metrics import LATENCY_BUCKETS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "messaging_http_requests_total",
+            "HTTP requests answered, by route, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "messaging_http_request_duration_seconds",
+            "HTTP request latency, by route and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sockets = Gauge(
+            "messaging_ws_connections",
+            "WebSocket connections open on this gateway.",
+            registry=registry,
+        )
+        self.connects = Counter(
+            "messaging_ws_connects_total",
+            "WebSocket connections accepted.",
+            registry=registry,
+        )
+        self.disconnects = Counter(
+            "messaging_ws_disconnects_total",
+            "WebSocket connections closed, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.delivery_latency = Histogram(
+            "messaging_delivery_latency_seconds",
+            "From the accepted event's time to the write on the client's socket.",
+            ["event"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.frames = Counter(
+            "messaging_ws_frames_total",
+            "Frames written to sockets, by event.",
+            ["event"],
+            registry=registry,
+        )
+        self.dropped_repeats = Counter(
+            "messaging_ws_repeats_dropped_total",
+            "Deliveries not written because the socket already had the message.",
+            registry=registry,
+        )
+
+    def middleware(
+        self,
+    ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else "unmatched"
+                if not route.endswith("/ws"):  # socket lifetimes are not latency
+                    self.latency.labels(route, request.method).observe(
+                        time.perf_counter() - started
+                    )
+                self.requests.labels(route, request.method, str(status)).inc()
+
+        return observe

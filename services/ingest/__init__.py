@@ -1,0 +1,1 @@
+"""Ingest: validates sends and creations, and publishes the accepted events."""

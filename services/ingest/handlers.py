@@ -1,0 +1,269 @@
+"""What ingest does with a send or a conversation creation.
+
+A send is answered only after its ``message.accepted`` event is acked by
+JetStream, i.e. durable. Its ``Nats-Msg-Id`` is the message id; a send with a
+``client_msg_id`` gets a message id derived from it, so a retry publishes
+the same id and JetStream's duplicate window answers with the original's
+sequence. Retries later than that window are found in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter
+
+from libs import ids
+from libs.bus import direct
+from libs.bus.codec import decoder, encode, error_reply, parse_request
+from libs.bus.connection import BusError, request
+from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM, Subjects
+from libs.membership import MembershipDirectory
+from libs.schema import errors
+from libs.schema.api import (
+    Conversation,
+    ConversationReply,
+    CreateConversation,
+    GetMessage,
+    GetMessageReply,
+    Message,
+    ProjectConversation,
+    SendMessage,
+    SendReply,
+)
+from libs.schema.events import (
+    AcceptedMessage,
+    ConversationCreated,
+    ConversationData,
+    MessageAccepted,
+)
+from libs.schema.types import utc_now_ms
+from libs.telemetry import tracing
+from libs.text import InvalidBody, check_body
+
+log = logging.getLogger("ingest")
+MAX_MEMBERS = 1000
+
+PUBLISH_FAILURES = (nats.errors.Error, TimeoutError)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sends = Counter(
+            "messaging_ingest_sends_total",
+            "Sends handled by ingest, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+class Ingest:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        directory: MembershipDirectory,
+        subjects: Subjects,
+        metrics: IngestMetrics,
+        *,
+        timeout: float,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._directory = directory
+        self._subjects = subjects
+        self._metrics = metrics
+        self._timeout = timeout
+
+    def _refuse(self, outcome: str, code: str, message: str, **extra: object) -> bytes:
+        self._metrics.sends.labels(outcome).inc()
+        return error_reply(code, message, **extra)
+
+    async def send(self, msg: Msg) -> bytes:
+        cmd = parse_request(msg, SendMessage)
+        if isinstance(cmd, bytes):
+            return cmd
+        try:
+            check_body(cmd.body)
+        except InvalidBody as exc:
+            return self._refuse("invalid", errors.INVALID_BODY, str(exc))
+        conv = await self._directory.get(cmd.tenant, cmd.conversation_id)
+        if conv is None:
+            return self._refuse("not_found", errors.NOT_FOUND, "no such conversation")
+        if cmd.sender_id not in conv.members:
+            return self._refuse(
+                "forbidden",
+                errors.FORBIDDEN,
+                "you are not a member of this conversation",
+            )
+        if cmd.client_msg_id is None:
+            message_id = ids.uuid7()
+        else:
+            message_id = ids.message_id_for_retry(
+                cmd.tenant, cmd.sender_id, cmd.client_msg_id
+            )
+            earlier = await self._stored(cmd.tenant, message_id)
+            if earlier is not None:
+                self._metrics.sends.labels("replayed").inc()
+                return encode(SendReply(message=earlier, replayed=True))
+        return await self._publish(cmd, message_id)
+
+    async def _stored(self, tenant: str, message_id: str) -> Message | None:
+        """A message already in the read model under this id (late retries)."""
+        try:
+            reply = await request(
+                self._nc,
+                self._subjects.query(tenant, "message.get"),
+                encode(GetMessage(tenant=tenant, message_id=message_id)),
+                timeout=min(self._timeout, 1.0),
+                span_name="store message.get",
+            )
+        except BusError as exc:
+            # The store being down must not stop sends; JetStream's duplicate
+            # window still catches retries within it.
+            log.warning("store.lookup_failed", extra={"error": repr(exc)})
+            return None
+        return decoder(GetMessageReply).decode(reply.data).message
+
+    async def _publish(self, cmd: SendMessage, message_id: str) -> bytes:
+        now = utc_now_ms()
+        event = MessageAccepted(
+            id=message_id,
+            tenant=cmd.tenant,
+            time=now,
+            data=AcceptedMessage(
+                id=message_id,
+                conversation_id=cmd.conversation_id,
+                sender_id=cmd.sender_id,
+                body=cmd.body,
+                created_at=now,
+                client_msg_id=cmd.client_msg_id,
+            ),
+        )
+        subject = self._subjects.message_accepted(cmd.tenant, cmd.conversation_id)
+        headers = tracing.inject({"Nats-Msg-Id": message_id})
+        try:
+            ack = await self._js.publish(
+                subject, encode(event), timeout=self._timeout, headers=headers
+            )
+        except PUBLISH_FAILURES as exc:
+            log.error(
+                "publish.failed",
+                extra={
+                    "tenant": cmd.tenant,
+                    "message_id": message_id,
+                    "error": repr(exc),
+                },
+            )
+            return self._refuse(
+                "unavailable",
+                errors.UNAVAILABLE,
+                "the message could not be made durable; retry with the same "
+                "client_msg_id",
+                retry_after=1.0,
+            )
+        data = event.data
+        if ack.duplicate:
+            # A retry inside the duplicate window: answer the original.
+            original = await direct.by_sequence(
+                self._nc, MESSAGES_STREAM, ack.seq, timeout=self._timeout
+            )
+            if original is not None:
+                data = decoder(MessageAccepted).decode(original.data).data
+        outcome = "replayed" if ack.duplicate else "accepted"
+        self._metrics.sends.labels(outcome).inc()
+        log.debug(
+            "message.accepted",
+            extra={"tenant": cmd.tenant, "message_id": message_id, "seq": ack.seq},
+        )
+        message = Message(
+            id=data.id,
+            conversation_id=data.conversation_id,
+            sender_id=data.sender_id,
+            body=data.body,
+            created_at=data.created_at,
+            seq=ack.seq,
+        )
+        return encode(SendReply(message=message, replayed=bool(ack.duplicate)))
+
+    async def create_conversation(self, msg: Msg) -> bytes:
+        cmd = parse_request(msg, CreateConversation)
+        if isinstance(cmd, bytes):
+            return cmd
+        members = list(dict.fromkeys([cmd.creator_id, *cmd.members]))
+        if len(members) > MAX_MEMBERS:
+            return error_reply(
+                errors.INVALID_REQUEST, f"at most {MAX_MEMBERS} members are allowed"
+            )
+        conversation_id = ids.uuid7()
+        now = utc_now_ms()
+        data = ConversationData(
+            id=conversation_id,
+            members=members,
+            created_by=cmd.creator_id,
+            created_at=now,
+            title=cmd.title,
+        )
+        event = ConversationCreated(
+            id=conversation_id, tenant=cmd.tenant, time=now, data=data
+        )
+        subject = self._subjects.conversation_created(cmd.tenant, conversation_id)
+        headers = tracing.inject({"Nats-Msg-Id": conversation_id})
+        try:
+            await self._js.publish(
+                subject,
+                encode(event),
+                timeout=self._timeout,
+                headers=headers,
+                stream=CONVERSATIONS_STREAM,
+            )
+        except PUBLISH_FAILURES as exc:
+            log.error(
+                "publish.failed", extra={"tenant": cmd.tenant, "error": repr(exc)}
+            )
+            return error_reply(
+                errors.UNAVAILABLE,
+                "the conversation could not be created",
+                retry_after=1.0,
+            )
+        self._directory.remember(cmd.tenant, data)
+        await self._project_now(cmd.tenant, conversation_id)
+        log.info(
+            "conversation.created",
+            extra={"tenant": cmd.tenant, "conversation": conversation_id},
+        )
+        conversation = Conversation(
+            id=conversation_id,
+            members=members,
+            created_by=cmd.creator_id,
+            created_at=now,
+            title=cmd.title,
+        )
+        return encode(ConversationReply(conversation=conversation))
+
+    async def _project_now(self, tenant: str, conversation_id: str) -> None:
+        """Ask the store to write the conversation now, so the creator's next
+        list shows it. Best effort: the store's consumer projects it anyway."""
+        try:
+            await request(
+                self._nc,
+                self._subjects.project_conversation(tenant),
+                encode(
+                    ProjectConversation(tenant=tenant, conversation_id=conversation_id)
+                ),
+                timeout=min(self._timeout, 2.0),
+                span_name="store conversation.project",
+            )
+        except BusError as exc:
+            log.warning(
+                "conversation.projection_deferred",
+                extra={
+                    "tenant": tenant,
+                    "conversation": conversation_id,
+                    "error": repr(exc),
+                },
+            )

@@ -1,0 +1,1 @@
+"""Store: the PostgreSQL read model, projected from the streams, and its queries."""

@@ -1,0 +1,290 @@
+"""SQL for the read model: batched projection writes and keyset reads."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from libs.schema.api import Conversation, Message
+from libs.schema.events import AcceptedMessage, ConversationData
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    tenant: str
+    seq: int
+    message: AcceptedMessage
+
+
+# Insert the ids first: only ids that were not there yet become rows in
+# messages, so redeliveries and replays are no-ops. The conversation's
+# activity is bumped in the same statement, hence the same transaction.
+_INSERT_MESSAGES = """
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::timestamptz[], $8::bigint[]
+    ) AS b(id, tenant_id, conversation_id, sender_id, body,
+           client_msg_id, created_at, seq)
+), fresh AS (
+    INSERT INTO message_ids (id, tenant_id, conversation_id, created_at, seq)
+    SELECT id, tenant_id, conversation_id, created_at, seq FROM batch
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), inserted AS (
+    INSERT INTO messages (tenant_id, conversation_id, id, sender_id, body,
+                          client_msg_id, created_at, seq)
+    SELECT b.tenant_id, b.conversation_id, b.id, b.sender_id, b.body,
+           b.client_msg_id, b.created_at, b.seq
+    FROM batch b JOIN fresh USING (id)
+    RETURNING tenant_id, conversation_id, created_at, seq
+), activity AS (
+    SELECT tenant_id, conversation_id, max(created_at) AS at, max(seq) AS seq
+    FROM inserted GROUP BY tenant_id, conversation_id
+    ORDER BY tenant_id, conversation_id
+), bumped AS (
+    UPDATE conversations c
+    SET last_message_at = GREATEST(c.last_message_at, a.at),
+        activity_at = GREATEST(c.activity_at, a.at),
+        last_seq = GREATEST(c.last_seq, a.seq)
+    FROM activity a
+    WHERE c.tenant_id = a.tenant_id AND c.id = a.conversation_id
+)
+SELECT count(*) FROM inserted
+"""
+
+_INSERT_CONVERSATION = """
+WITH conv AS (
+    INSERT INTO conversations (tenant_id, id, title, created_by, created_at,
+                               members, activity_at, last_message_at, last_seq)
+    SELECT $1, $2, $3, $4, $5, $6::text[],
+           GREATEST($5, m.last_at), m.last_at, COALESCE(m.last_seq, 0)
+    FROM (SELECT max(created_at) AS last_at, max(seq) AS last_seq
+          FROM messages WHERE conversation_id = $2 AND tenant_id = $1) m
+    ON CONFLICT (tenant_id, id) DO NOTHING
+    RETURNING tenant_id, id, members
+)
+INSERT INTO conversation_members (tenant_id, user_id, conversation_id)
+SELECT tenant_id, unnest(members), id FROM conv
+ON CONFLICT DO NOTHING
+"""
+
+_MESSAGE_COLUMNS = "id, conversation_id, sender_id, body, created_at, seq"
+
+_LIST_FIRST = f"""
+SELECT {_MESSAGE_COLUMNS} FROM messages
+WHERE conversation_id = $1 AND tenant_id = $2
+ORDER BY created_at DESC, seq DESC
+LIMIT $3
+"""
+
+_LIST_AFTER = f"""
+SELECT {_MESSAGE_COLUMNS} FROM messages
+WHERE conversation_id = $1 AND tenant_id = $2 AND (created_at, seq) < ($4, $5)
+ORDER BY created_at DESC, seq DESC
+LIMIT $3
+"""
+
+_SINCE = """
+SELECT m.id, m.conversation_id, m.sender_id, m.body, m.created_at, m.seq
+FROM conversation_members cm
+JOIN messages m ON m.conversation_id = cm.conversation_id
+WHERE cm.tenant_id = $1 AND cm.user_id = $2 AND m.tenant_id = $1 AND m.seq > $3
+ORDER BY m.seq
+LIMIT $4
+"""
+
+_CONVERSATION_COLUMNS = (
+    "c.id, c.members, c.created_by, c.created_at, c.title, c.last_message_at, "
+    "c.activity_at"
+)
+
+_CONVERSATIONS_FIRST = f"""
+SELECT {_CONVERSATION_COLUMNS}
+FROM conversation_members m
+JOIN conversations c ON c.tenant_id = m.tenant_id AND c.id = m.conversation_id
+WHERE m.tenant_id = $1 AND m.user_id = $2
+ORDER BY c.activity_at DESC, c.id DESC
+LIMIT $3
+"""
+
+_CONVERSATIONS_AFTER = f"""
+SELECT {_CONVERSATION_COLUMNS}
+FROM conversation_members m
+JOIN conversations c ON c.tenant_id = m.tenant_id AND c.id = m.conversation_id
+WHERE m.tenant_id = $1 AND m.user_id = $2 AND (c.activity_at, c.id) < ($4, $5)
+ORDER BY c.activity_at DESC, c.id DESC
+LIMIT $3
+"""
+
+
+def encode_cursor(at: dt.datetime, key: int | str) -> str:
+    micros = int(at.timestamp() * 1_000_000)
+    raw = msgspec.json.encode([micros, key])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, key_type: type) -> tuple[dt.datetime, int | str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        micros, key = msgspec.json.decode(raw, type=tuple[int, key_type])
+        at = dt.datetime.fromtimestamp(micros / 1_000_000, tz=dt.UTC)
+    except (ValueError, msgspec.DecodeError, OverflowError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
+    return at, key
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        id=str(row["id"]),
+        conversation_id=row["conversation_id"],
+        sender_id=row["sender_id"],
+        body=row["body"],
+        created_at=row["created_at"],
+        seq=row["seq"],
+    )
+
+
+def _conversation(row: asyncpg.Record) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        members=list(row["members"]),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        title=row["title"],
+        last_message_at=row["last_message_at"],
+    )
+
+
+class Repository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def insert_messages(self, batch: Sequence[NewMessage]) -> int:
+        """Write a batch in one transaction; returns how many were new."""
+        columns: tuple[list, ...] = ([], [], [], [], [], [], [], [])
+        for item in batch:
+            m = item.message
+            for column, value in zip(
+                columns,
+                (
+                    uuid.UUID(m.id),
+                    item.tenant,
+                    m.conversation_id,
+                    m.sender_id,
+                    m.body,
+                    m.client_msg_id,
+                    m.created_at,
+                    item.seq,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(_INSERT_MESSAGES, *columns)
+
+    async def insert_conversation(self, tenant: str, data: ConversationData) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                _INSERT_CONVERSATION,
+                tenant,
+                data.id,
+                data.title,
+                data.created_by,
+                data.created_at,
+                data.members,
+            )
+
+    async def list_messages(
+        self, tenant: str, conversation_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Message], str | None]:
+        async with self._pool.acquire() as conn:
+            if cursor is None:
+                rows = await conn.fetch(_LIST_FIRST, conversation_id, tenant, limit + 1)
+            else:
+                at, seq = decode_cursor(cursor, int)
+                rows = await conn.fetch(
+                    _LIST_AFTER, conversation_id, tenant, limit + 1, at, seq
+                )
+        messages = [_message(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["created_at"], last["seq"])
+        return messages, next_cursor
+
+    async def messages_since(
+        self, tenant: str, user_id: str, since_seq: int, limit: int
+    ) -> tuple[list[Message], bool]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_SINCE, tenant, user_id, since_seq, limit + 1)
+        return [_message(r) for r in rows[:limit]], len(rows) > limit
+
+    async def message_stored(self, conversation_id: str, seq: int) -> bool:
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM messages "
+                "WHERE conversation_id = $1 AND seq = $2)",
+                conversation_id,
+                seq,
+            )
+
+    async def get_message(self, tenant: str, message_id: str) -> Message | None:
+        try:
+            key = uuid.UUID(message_id)
+        except ValueError:
+            return None
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"""
+                SELECT {_MESSAGE_COLUMNS} FROM messages m
+                WHERE (m.conversation_id, m.created_at, m.seq) = (
+                    SELECT conversation_id, created_at, seq FROM message_ids
+                    WHERE id = $1 AND tenant_id = $2)
+                """,
+                key,
+                tenant,
+            )
+        return None if row is None else _message(row)
+
+    async def get_conversation(
+        self, tenant: str, conversation_id: str
+    ) -> Conversation | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c "
+                "WHERE c.tenant_id = $1 AND c.id = $2",
+                tenant,
+                conversation_id,
+            )
+        return None if row is None else _conversation(row)
+
+    async def list_conversations(
+        self, tenant: str, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Conversation], str | None]:
+        async with self._pool.acquire() as conn:
+            if cursor is None:
+                rows = await conn.fetch(
+                    _CONVERSATIONS_FIRST, tenant, user_id, limit + 1
+                )
+            else:
+                at, conv_id = decode_cursor(cursor, str)
+                rows = await conn.fetch(
+                    _CONVERSATIONS_AFTER, tenant, user_id, limit + 1, at, conv_id
+                )
+        conversations = [_conversation(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["activity_at"], last["id"])
+        return conversations, next_cursor

@@ -1,0 +1,1 @@
+"""msgctl: the operator's and developer's command-line tool."""
