@@ -76,6 +76,11 @@ class Settings:
     retention_days: int = _env_field(
         "MSG_RETENTION_DAYS", 365, "days messages are kept (store housekeeping)"
     )
+    duplicate_window: float = _env_field(
+        "MSG_DUPLICATE_WINDOW",
+        300.0,
+        "seconds JetStream remembers a message id (bootstrap)",
+    )
     partitions_ahead_days: int = _env_field(
         "MSG_PARTITIONS_AHEAD_DAYS", 7, "daily partitions created ahead of need"
     )

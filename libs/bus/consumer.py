@@ -15,6 +15,7 @@ still fails on its last allowed delivery is dead-lettered, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -29,6 +30,7 @@ from nats.js.client import JetStreamContext
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from libs.aio import wait_event
 from libs.bus.subjects import Subjects
 from libs.schema.events import Event
 from libs.telemetry import tracing
@@ -172,10 +174,8 @@ class PullConsumer:
                 if deliveries:
                     await self._handle(deliveries)
         finally:
-            try:
+            with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
             log.info("consumer.stopped", extra={"consumer": self._label})
 
     async def _received(self, msg: Msg) -> None:
@@ -349,7 +349,4 @@ class PullConsumer:
                     "consumer.info_failed",
                     extra={"consumer": self._label, "error": repr(exc)},
                 )
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, interval)

@@ -134,7 +134,7 @@ class Responder:
                 log.debug("unsubscribe failed", extra={"error": repr(exc)})
         self._subs.clear()
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
             for task in pending:
                 task.cancel()
             if pending:

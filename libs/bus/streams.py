@@ -34,7 +34,6 @@ from libs.bus.subjects import (
 log = logging.getLogger("bus.streams")
 
 DAY = 24 * 3600
-DUPLICATE_WINDOW = 300.0  # seconds a Nats-Msg-Id is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +50,14 @@ STORE = "store"
 FANOUT = "fanout"
 
 
-def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig]:
-    common = {"retention": RetentionPolicy.LIMITS, "discard": DiscardPolicy.OLD}
+def stream_configs(
+    subjects: Subjects, retention_days: int, duplicate_window: float
+) -> list[StreamConfig]:
+    common = {
+        "retention": RetentionPolicy.LIMITS,
+        "discard": DiscardPolicy.OLD,
+        "duplicate_window": duplicate_window,
+    }
     return [
         StreamConfig(
             name=MESSAGES_STREAM,
@@ -60,7 +65,6 @@ def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig
             subjects=[subjects.events_of("message.accepted")],
             storage=StorageType.FILE,
             max_age=float(retention_days * DAY),
-            duplicate_window=DUPLICATE_WINDOW,
             allow_direct=True,
             **common,
         ),
@@ -69,7 +73,6 @@ def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig
             description="Conversations and their members, kept for good.",
             subjects=[subjects.events_of("conversation.created")],
             storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW,
             allow_direct=True,
             **common,
         ),
@@ -79,7 +82,6 @@ def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig
             subjects=[subjects.events_of("message.rejected")],
             storage=StorageType.FILE,
             max_age=float(30 * DAY),
-            duplicate_window=DUPLICATE_WINDOW,
             **common,
         ),
         StreamConfig(
@@ -89,7 +91,6 @@ def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig
             storage=StorageType.MEMORY,
             max_age=3600.0,
             max_msgs_per_subject=16,
-            duplicate_window=60.0,
             **common,
         ),
         StreamConfig(
@@ -98,7 +99,6 @@ def stream_configs(subjects: Subjects, retention_days: int) -> list[StreamConfig
             subjects=[f"{subjects.prefix}.dlq.>"],
             storage=StorageType.FILE,
             max_age=float(30 * DAY),
-            duplicate_window=DUPLICATE_WINDOW,
             **common,
         ),
     ]
@@ -139,10 +139,14 @@ def _consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
 
 
 async def bootstrap(
-    js: JetStreamContext, subjects: Subjects, retention_days: int
+    js: JetStreamContext,
+    subjects: Subjects,
+    *,
+    retention_days: int,
+    duplicate_window: float,
 ) -> None:
     """Create every stream and consumer, or bring an existing one up to date."""
-    for config in stream_configs(subjects, retention_days):
+    for config in stream_configs(subjects, retention_days, duplicate_window):
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -34,6 +34,14 @@ log = logging.getLogger("devstack")
 
 # Services in start order; the gateway last, so it finds the others up.
 SERVICES = ("store", "fanout", "ingest", "gateway")
+# Settings a developer may give `make run` that reach every service.
+PASSED_THROUGH = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "MSG_LOG_LEVEL",
+    "MSG_RETENTION_DAYS",
+    "MSG_DUPLICATE_WINDOW",
+    "MSG_WS_QUEUE_SIZE",
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,13 @@ class Stack:
         scale: int = 1,
         jwt_secret: str | None = None,
         extra_env: dict[str, str] | None = None,
+        external: dict[str, str] | None = None,
     ) -> None:
+        """``external``: servers that already run, by setting name
+        (``MSG_NATS_URL``, ``MSG_DATABASE_URL``, ``MSG_REDIS_URL``); the
+        embedded server is not started for those."""
         self.root = root
+        self.external = dict(external or {})
         self.ports = ports
         self.scale = scale
         self.jwt_secret = jwt_secret or dev_jwt_secret(root)
@@ -156,29 +169,35 @@ class Stack:
 
     # ------------------------------------------------------------ infra
 
+    def _embedded(self) -> list[tuple[str, ManagedProcess, int]]:
+        servers = [
+            ("MSG_NATS_URL", self.nats, self.ports.nats),
+            ("MSG_DATABASE_URL", self.postgres, self.ports.postgres),
+            ("MSG_REDIS_URL", self.redis, self.ports.redis),
+        ]
+        return [entry for entry in servers if entry[0] not in self.external]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {
+            "MSG_NATS_URL": self.nats.url,
+            "MSG_DATABASE_URL": self.postgres.dsn,
+            "MSG_REDIS_URL": self.redis.url,
+            **self.external,
+        }
+
     def start_infra(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        busy = [
-            port
-            for port in (self.ports.nats, self.ports.postgres, self.ports.redis)
-            if port_open(port)
-        ]
+        embedded = self._embedded()
+        busy = [port for _, _, port in embedded if port_open(port)]
         if busy:
             raise ServerError(
                 f"ports already in use: {busy}; stop what holds them or set "
                 "MSG_DEV_NATS_PORT / MSG_DEV_POSTGRES_PORT / MSG_DEV_REDIS_PORT"
             )
-        self.nats.start()
-        self.postgres.start()
-        self.redis.start()
-        log.info(
-            "devstack.infra_started",
-            extra={
-                "nats": self.nats.url,
-                "postgres": self.postgres.dsn,
-                "redis": self.redis.url,
-            },
-        )
+        for _, server, _ in embedded:
+            server.start()
+        log.info("devstack.infra_started", extra=self.urls)
 
     def bootstrap(self) -> None:
         from tools.msgctl.bootstrap import bootstrap
@@ -191,20 +210,10 @@ class Stack:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("MSG_", "OTEL_"))
         }
-        env.update(
-            {
-                "MSG_NATS_URL": self.nats.url,
-                "MSG_DATABASE_URL": self.postgres.dsn,
-                "MSG_REDIS_URL": self.redis.url,
-                "MSG_JWT_SECRET": self.jwt_secret,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        for key in (
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "MSG_LOG_LEVEL",
-            "MSG_RETENTION_DAYS",
-        ):
+        env.update(self.urls)
+        env["MSG_JWT_SECRET"] = self.jwt_secret
+        env["PYTHONUNBUFFERED"] = "1"
+        for key in PASSED_THROUGH:
             if key in os.environ:
                 env[key] = os.environ[key]
         env.update(self.extra_env)
@@ -279,5 +288,5 @@ class Stack:
     def stop(self) -> None:
         """Services first, then the servers; safe to call twice."""
         self.stop_services()
-        for server in (self.redis, self.postgres, self.nats):
+        for _, server, _ in reversed(self._embedded()):
             server.stop()

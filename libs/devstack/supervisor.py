@@ -40,16 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     (root / "run").mkdir(parents=True, exist_ok=True)
     (root / PID_FILE).write_text(str(os.getpid()))
     (root / READY_FILE).unlink(missing_ok=True)
-    stack = Stack(root, Ports.development(), scale=args.scale)
+    external = {
+        key: os.environ[key]
+        for key in ("MSG_NATS_URL", "MSG_DATABASE_URL", "MSG_REDIS_URL")
+        if os.environ.get(key)
+    }
+    stack = Stack(root, Ports.development(), scale=args.scale, external=external)
     try:
         stack.start_infra()
         stack.bootstrap()
         stack.start_services()
         ready = {
             "gateways": stack.gateway_urls,
-            "nats": stack.nats.url,
-            "postgres": stack.postgres.dsn,
-            "redis": stack.redis.url,
+            "nats": stack.urls["MSG_NATS_URL"],
+            "postgres": stack.urls["MSG_DATABASE_URL"],
+            "redis": stack.urls["MSG_REDIS_URL"],
             "services": {p.name: p.url for p in stack.services},
             "scale": args.scale,
         }

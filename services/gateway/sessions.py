@@ -38,7 +38,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_LATER = 1013
 
 _SEEN_IDS = 2048  # message ids remembered per socket to drop repeats
-_CLOSE_TIMEOUT = 3.0
+_CLOSE_TIMEOUT = 1.0  # a client too slow to take the close frame is cut off
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
+from libs.aio import wait_event
 from libs.bus import direct
 from libs.bus.streams import STORE
 from libs.bus.subjects import MESSAGES_STREAM, Subjects
@@ -61,10 +62,7 @@ class ProjectionBarrier:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        try:
-            await asyncio.wait_for(self._progress.wait(), timeout=min(remaining, 0.02))
-        except TimeoutError:
-            pass
+        await wait_event(self._progress, min(remaining, 0.02))
         return True
 
     async def conversation(self, tenant: str, conversation_id: str) -> None:

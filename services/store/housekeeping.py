@@ -8,6 +8,7 @@ import logging
 
 import asyncpg
 
+from libs.aio import wait_event
 from services.store import schema
 
 log = logging.getLogger("store.housekeeping")
@@ -75,7 +76,4 @@ async def loop(
             log.info("housekeeping.done", extra=result)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("housekeeping.failed", extra={"error": repr(exc)})
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        await wait_event(stopping, interval)

@@ -78,7 +78,8 @@ async def migrate(conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(4242001)")
         await conn.execute(_SCHEMA)
         await conn.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO schema_migrations (version) VALUES ($1) "
+            "ON CONFLICT DO NOTHING",
             SCHEMA_VERSION,
         )
 

@@ -67,6 +67,20 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return asyncio.run(listen(args.url, token, args.since_seq, args.count))
 
 
+def cmd_contracts(args: argparse.Namespace) -> int:
+    from libs.schema import export
+
+    files = export.render()
+    if args.check:
+        stale = export.stale(args.out, files)
+        for rel in stale:
+            print(f"stale: contracts/{rel}")
+        return 1 if stale else 0
+    for rel in export.write(args.out, files):
+        print(f"wrote contracts/{rel}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msgctl", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -87,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     stk.add_argument("action", choices=["up", "down", "status"])
     stk.add_argument("--scale", type=int, default=int(os.environ.get("SCALE", "1")))
     stk.set_defaults(func=cmd_stack)
+
+    contracts = sub.add_parser("contracts", help="regenerate contracts/ from code")
+    contracts.add_argument("--out", type=Path, default=Path("contracts"))
+    contracts.add_argument("--check", action="store_true", help="fail if stale")
+    contracts.set_defaults(func=cmd_contracts)
 
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)

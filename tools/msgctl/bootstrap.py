@@ -24,7 +24,10 @@ async def bootstrap(env: Mapping[str, str] | None = None) -> None:
     settings = Settings.from_env("bootstrap", env)
     async with connect(settings) as nc:
         await streams.bootstrap(
-            nc.jetstream(), Subjects(settings.subject_prefix), settings.retention_days
+            nc.jetstream(),
+            Subjects(settings.subject_prefix),
+            retention_days=settings.retention_days,
+            duplicate_window=settings.duplicate_window,
         )
     conn = await asyncpg.connect(settings.database_url)
     try:

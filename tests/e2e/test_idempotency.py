@@ -1,0 +1,78 @@
+"""A retry with the same client_msg_id answers the same message, never a
+second one: right away, concurrently, and after the duplicate window."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import nats
+
+from libs.bus.subjects import MESSAGES_STREAM, Subjects
+from tests.conftest import TEST_DUPLICATE_WINDOW
+from tests.support import Client, unique
+
+
+async def _stream_count(nc: nats.NATS, tenant: str, conversation_id: str) -> int:
+    info = await nc.jetstream().stream_info(
+        MESSAGES_STREAM,
+        subjects_filter=Subjects().message_accepted(tenant, conversation_id),
+    )
+    return sum((info.state.subjects or {}).values())
+
+
+async def test_retry_answers_the_original(client: Client, db: asyncpg.Pool) -> None:
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+
+    first = await client.send(tenant, "alice", conv["id"], "once", client_msg_id="k1")
+    again = await client.send(tenant, "alice", conv["id"], "once", client_msg_id="k1")
+
+    assert first.status == again.status == 201
+    assert again.body == first.body
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = await client.send(tenant, "bob", conv["id"], "once", client_msg_id="k1")
+    assert other.body["id"] != first.body["id"]  # keys are per sender
+
+
+async def test_concurrent_retries_make_one_message(
+    client: Client, nc: nats.NATS, db: asyncpg.Pool
+) -> None:
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+    bob = await client.ws(tenant, "bob")
+
+    replies = await asyncio.gather(
+        *(
+            client.send(tenant, "alice", conv["id"], "burst", client_msg_id="same")
+            for _ in range(20)
+        )
+    )
+
+    assert {r.status for r in replies} == {201}
+    assert len({(r.body["id"], r.body["seq"]) for r in replies}) == 1
+    assert len(await bob.messages(1)) == 1
+    assert await bob.quiet(0.5) == []
+    assert await _stream_count(nc, tenant, conv["id"]) == 1
+    listed = await client.list_messages(tenant, "bob", conv["id"])
+    assert len(listed.body["messages"]) == 1
+    await bob.close()
+
+
+async def test_retry_after_the_duplicate_window_still_answers_the_original(
+    client: Client, nc: nats.NATS
+) -> None:
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+    first = await client.send(
+        tenant, "alice", conv["id"], "late", client_msg_id="k-late"
+    )
+
+    await asyncio.sleep(float(TEST_DUPLICATE_WINDOW) + 1.0)
+    again = await client.send(
+        tenant, "alice", conv["id"], "late", client_msg_id="k-late"
+    )
+
+    assert again.status == 201
+    assert again.body == first.body
+    assert await _stream_count(nc, tenant, conv["id"]) == 1

@@ -1,0 +1,70 @@
+"""The pure rules: bodies, tokens, ids and cursors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+
+from libs import auth, ids
+from libs.text import InvalidBody, check_body, normalise
+from services.store.repository import InvalidCursor, decode_cursor, encode_cursor
+
+
+@pytest.mark.parametrize(
+    "body", ["x", "😀" * 4000, "  padded  ", "e\u0301", "line\nbreak", "\u200b visible"]
+)
+def test_accepted_bodies(body: str) -> None:
+    check_body(body)
+
+
+@pytest.mark.parametrize(
+    "body", ["", " ", "\n\t\u3000", "x" * 4001, "a\x00b", "\ud800"]
+)
+def test_refused_bodies(body: str) -> None:
+    with pytest.raises(InvalidBody):
+        check_body(body)
+
+
+def test_normalising_is_for_comparing_only() -> None:
+    assert normalise("  Cafe\u0301\t  au   lait ") == "Caf\u00e9 au lait"
+    assert normalise("Hello") != normalise("hello")
+
+
+def test_tokens_round_trip_and_expire() -> None:
+    secret = "s" * 40
+    token = auth.issue(secret, tenant="acme", user_id="alice", ttl=60)
+
+    who = auth.verify(secret, token)
+
+    assert (who.tenant, who.user_id) == ("acme", "alice")
+    assert who.expires_at == pytest.approx(time.time() + 60, abs=2)
+    stale = auth.issue(secret, tenant="acme", user_id="alice", ttl=-60)
+    with pytest.raises(auth.AuthError, match="expired"):
+        auth.verify(secret, stale)
+    with pytest.raises(ValueError, match="must match"):
+        auth.issue(secret, tenant="a.b", user_id="alice")
+
+
+def test_ids() -> None:
+    first, second = ids.uuid7(), ids.uuid7()
+
+    assert uuid.UUID(first).version == 7
+    assert first != second
+    assert ids.message_id_for_retry("t", "u", "k") == ids.message_id_for_retry(
+        "t", "u", "k"
+    )
+    assert ids.message_id_for_retry("t", "u", "k") != ids.message_id_for_retry(
+        "t", "v", "k"
+    )
+
+
+def test_cursor_round_trip_and_forgery() -> None:
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+
+    assert decode_cursor(encode_cursor(at, 42), int) == (at, 42)
+    for forged in ("", "!!!", encode_cursor(at, "text")):
+        with pytest.raises(InvalidCursor):
+            decode_cursor(forged, int)
