@@ -1,0 +1,82 @@
+"""``msgctl loadtest``: run a load profile against a running stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tools.loadgen import report
+from tools.loadgen.profile import LoadProfile
+from tools.loadgen.runner import LoadRun
+from tools.loadgen.target import MessagingTarget
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("loadtest", help="drive load against a running stack")
+    d = LoadProfile()
+    p.add_argument("--tenants", type=int, default=d.tenants)
+    p.add_argument("--sockets", type=int, default=d.sockets)
+    p.add_argument("--rate", type=float, default=d.rate, help="sends per second")
+    p.add_argument("--duration", type=float, default=d.duration, help="seconds")
+    p.add_argument("--get-share", type=float, default=d.get_share)
+    p.add_argument("--churn", type=float, default=d.churn, help="reconnects per second")
+    p.add_argument("--abusers", type=int, default=d.abusers)
+    p.add_argument("--duplicate-share", type=float, default=d.duplicate_share)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--gateway",
+        action="append",
+        default=None,
+        help="gateway URL (repeat for several); default: the running dev stack's",
+    )
+    p.add_argument("--out", type=Path, default=None, help="folder for result files")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def gateways_of(root: Path) -> list[str]:
+    ready = root / "run" / "ready.json"
+    if ready.exists():
+        return json.loads(ready.read_text())["gateways"]
+    return ["http://127.0.0.1:8080"]
+
+
+async def execute(profile: LoadProfile, secret: str, out: Path, quiet: bool) -> int:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        target = MessagingTarget(profile.gateways, secret, session)
+        run = LoadRun(profile, target, progress=not quiet)
+        try:
+            await run.setup()
+            await run.load()
+        finally:
+            await run.teardown()
+    result = report.summarise(run)
+    report.write_json(result, out / "result.json")
+    report.plot(result, out / "latency.png")
+    print(report.table(result))
+    print(f"\nresult: {out / 'result.json'}   plot: {out / 'latency.png'}")
+    return 0 if report.passed(result) else 1
+
+
+def run_command(args: argparse.Namespace, secret: str) -> int:
+    profile = LoadProfile(
+        tenants=args.tenants,
+        sockets=args.sockets,
+        rate=args.rate,
+        duration=args.duration,
+        get_share=args.get_share,
+        churn=args.churn,
+        abusers=args.abusers,
+        duplicate_share=args.duplicate_share,
+        seed=args.seed,
+        gateways=args.gateway or gateways_of(args.root),
+    )
+    out = args.out or Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
+    return asyncio.run(execute(profile, secret, out, args.quiet))
