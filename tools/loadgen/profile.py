@@ -32,9 +32,27 @@ class LoadProfile:
 
 
 _WORDS = (
-    "meeting notes shipped review deploy lunch tomorrow invoice draft budget "
-    "customer ticket roadmap release design sprint question update thanks call"
-).split()
+    "meeting",
+    "notes",
+    "shipped",
+    "review",
+    "deploy",
+    "lunch",
+    "tomorrow",
+    "invoice",
+    "draft",
+    "budget",
+    "customer",
+    "ticket",
+    "roadmap",
+    "release",
+    "design",
+    "sprint",
+    "question",
+    "update",
+    "thanks",
+    "call",
+)
 _NON_ASCII = ("café", "naïve", "straße", "日本語", "сообщение", "😀", "👍🏽", "✓", "€")
 
 

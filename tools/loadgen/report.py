@@ -72,7 +72,8 @@ def checks(result: dict[str, Any]) -> list[Check]:
             Check(
                 slo,
                 f"p95 <= {limit_ms:g} ms",
-                f"p95 {stats['p95']:.1f} ms (p50 {stats['p50']:.1f}, p99 {stats['p99']:.1f})",
+                f"p95 {stats['p95']:.1f} ms "
+                f"(p50 {stats['p50']:.1f}, p99 {stats['p99']:.1f})",
                 stats["p95"] <= limit_ms,
             )
         )
@@ -159,9 +160,8 @@ def table(result: dict[str, Any]) -> str:
         f"{result['deliveries_expected']} deliveries expected"
     )
     if "gateway_rss_per_socket_bytes" in facts:
-        lines.append(
-            f"gateway memory per socket: {facts['gateway_rss_per_socket_bytes'] / 1024:.1f} KiB"
-        )
+        per_socket = facts["gateway_rss_per_socket_bytes"] / 1024
+        lines.append(f"gateway memory per socket: {per_socket:.1f} KiB")
     lag = result["latency_ms"]["lag"]
     lines.append(
         f"load generator schedule lag: p99 {lag['p99']:.1f} ms, max {lag['max']:.1f} ms"
