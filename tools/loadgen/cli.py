@@ -7,13 +7,14 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from tools.loadgen import report
 from tools.loadgen.profile import LoadProfile
 from tools.loadgen.runner import LoadRun
-from tools.loadgen.target import MessagingTarget
+from tools.loadgen.target import MessagingTarget, SocketIoTarget
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="gateway URL (repeat for several); default: the running dev stack's",
     )
+    p.add_argument(
+        "--peer",
+        action="store_true",
+        help="drive the python-socketio peer (tools.loadgen.peer) at --gateway "
+        "instead; it has no presence, resume or abuse checks, so churn, "
+        "abusers and duplicate resends are off",
+    )
     p.add_argument("--out", type=Path, default=None, help="folder for result files")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
@@ -46,11 +54,17 @@ def gateways_of(root: Path) -> list[str]:
     return ["http://127.0.0.1:8080"]
 
 
-async def execute(profile: LoadProfile, secret: str, out: Path, quiet: bool) -> int:
+async def execute(
+    profile: LoadProfile, secret: str, out: Path, quiet: bool, peer: bool = False
+) -> dict[str, Any]:
+    """Run one profile; print its SLO table, write its files, return the result."""
+    if peer:
+        profile = profile.plain_fanout()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        target = MessagingTarget(profile.gateways, secret, session)
+        kind = SocketIoTarget if peer else MessagingTarget
+        target = kind(profile.gateways, secret, session)
         run = LoadRun(profile, target, progress=not quiet)
         try:
             await run.setup()
@@ -62,7 +76,7 @@ async def execute(profile: LoadProfile, secret: str, out: Path, quiet: bool) -> 
     report.plot(result, out / "latency.png")
     print(report.table(result))
     print(f"\nresult: {out / 'result.json'}   plot: {out / 'latency.png'}")
-    return 0 if report.passed(result) else 1
+    return result
 
 
 def run_command(args: argparse.Namespace, secret: str) -> int:
@@ -79,4 +93,5 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         gateways=args.gateway or gateways_of(args.root),
     )
     out = args.out or Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
-    return asyncio.run(execute(profile, secret, out, args.quiet))
+    result = asyncio.run(execute(profile, secret, out, args.quiet, peer=args.peer))
+    return 0 if report.passed(result) else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from libs.schema.types import BODY_MAX_CHARS
 
@@ -29,6 +29,12 @@ class LoadProfile:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def plain_fanout(self) -> LoadProfile:
+        """The same sends, GETs and sockets without churn, abusers or
+        resends: what a peer with no presence, resume or abuse checks can
+        be measured on."""
+        return replace(self, churn=0.0, abusers=0, duplicate_share=0.0, retry_share=0.0)
 
 
 _WORDS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -98,6 +98,13 @@ class MessagingTarget:
             max_msg_size=0,
         )
 
+    async def frames(self, ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[Frame]:
+        """The server's frames as ``{event, data}`` dicts."""
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return
+            yield _frame.decode(msg.data)
+
     async def metric(self, gateway: str, name: str) -> float | None:
         """One unlabelled sample from a gateway's /metrics."""
         async with self._session.get(gateway + "/metrics") as resp:
@@ -130,6 +137,7 @@ class LoadSocket:
         self.max_seq: int | None = None
         self.ready = asyncio.Event()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._target: MessagingTarget | None = None
         self._reader: asyncio.Task[None] | None = None
         self.closed_by_server: list[int | None] = []
         self.churning = False
@@ -139,14 +147,12 @@ class LoadSocket:
         self.ready.clear()
         self._closing = False
         since = (self.max_seq or 0) if resume else None
+        self._target = target
         self.ws = await target.connect(self.gateway, self.tenant, self.user_id, since)
         self._reader = asyncio.create_task(self._read(self.ws))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            frame = _frame.decode(msg.data)
+        async for frame in self._target.frames(ws):
             if frame.get("event") == "ready":
                 self.ready.set()
                 continue
@@ -161,3 +167,82 @@ class LoadSocket:
             await self.ws.close()
         if self._reader is not None:
             await self._reader
+
+
+class SocketIoTarget(MessagingTarget):
+    """The python-socketio peer (``tools.loadgen.peer``), driven with the
+    same workload. Its sockets speak Engine.IO 4 / Socket.IO 5 over a plain
+    WebSocket, which this class translates to ``{event, data}`` frames."""
+
+    async def create_conversation(
+        self, tenant: str, creator: str, members: list[str]
+    ) -> str:
+        url = self.gateway_for(hash(tenant)) + "/peer/conversations"
+        async with self._session.post(
+            url, json={"members": members}, headers=self._auth(tenant, creator)
+        ) as resp:
+            resp.raise_for_status()
+            return (await resp.json())["id"]
+
+    async def send(
+        self,
+        gateway: str,
+        tenant: str,
+        user: str,
+        conversation_id: str,
+        body: str,
+        client_msg_id: str | None,
+    ) -> tuple[int, Any]:
+        payload = {"conversation_id": conversation_id, "body": body}
+        try:
+            async with self._session.post(
+                gateway + "/peer/messages",
+                data=msgspec.json.encode(payload),
+                headers=self._auth(tenant, user),
+            ) as resp:
+                return resp.status, await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return 599, {"error": {"code": "client", "message": repr(exc)}}
+
+    async def list_messages(
+        self, gateway: str, tenant: str, user: str, conversation_id: str
+    ) -> int:
+        try:
+            async with self._session.get(
+                gateway + "/peer/messages",
+                params={"conversation_id": conversation_id},
+                headers=self._auth(tenant, user),
+            ) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 599
+
+    async def connect(
+        self, gateway: str, tenant: str, user: str, since_seq: int | None
+    ) -> aiohttp.ClientWebSocketResponse:
+        url = gateway.replace("http", "ws", 1) + "/socket.io/"
+        ws = await self._session.ws_connect(
+            url, params={"EIO": "4", "transport": "websocket"}, max_msg_size=0
+        )
+        opened = await ws.receive_str()  # Engine.IO "open": 0{...}
+        if not opened.startswith("0"):
+            raise ConnectionError(f"unexpected Engine.IO greeting {opened[:40]!r}")
+        token = self._auth(tenant, user)["Authorization"].removeprefix("Bearer ")
+        await ws.send_str("40" + msgspec.json.encode({"token": token}).decode())
+        return ws
+
+    async def frames(self, ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[Frame]:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return
+            text = msg.data
+            if text == "2":  # Engine.IO ping
+                await ws.send_str("3")
+            elif text.startswith("40"):  # namespace connected
+                yield {"event": "ready", "data": {}}
+            elif text.startswith("42"):
+                event, data = msgspec.json.decode(text[2:])
+                yield {"event": event, "data": data}
+            elif text.startswith("44"):
+                raise ConnectionError(f"connection refused by the peer: {text}")

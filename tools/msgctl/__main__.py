@@ -87,6 +87,12 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return run_command(args, _secret(args.root))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tools.loadgen.bench import run_command
+
+    return run_command(args, _secret(args.root))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msgctl", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -113,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
 
+    from tools.loadgen.bench import add_parser as add_bench
     from tools.loadgen.cli import add_parser as add_loadtest
 
     add_loadtest(sub).set_defaults(func=cmd_loadtest)
+    add_bench(sub).set_defaults(func=cmd_bench)
 
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)

@@ -1,0 +1,3 @@
+from tools.loadgen.peer.server import main
+
+main()
