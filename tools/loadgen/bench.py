@@ -170,9 +170,9 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
     top = asyncio.run(ceiling.measure(ready["nats"]))
     summary["ceiling"] = top
     print(
-        f"one at a time: {top['sequential_per_s']}/s (p50 {top['sequential_p50_ms']:.2f} "
-        f"ms, p99 {top['sequential_p99_ms']:.2f} ms); {top['in_flight']} in flight: "
-        f"{top['pipelined_per_s']}/s"
+        f"one at a time: {top['sequential_per_s']}/s "
+        f"(p50 {top['sequential_p50_ms']:.2f} ms, p99 {top['sequential_p99_ms']:.2f} ms)"
+        f"; {top['in_flight']} in flight: {top['pipelined_per_s']}/s"
     )
     for run in summary["runs"]:
         print(f"\n=== side by side at {run['rate']:g} sends/s ===")
