@@ -171,8 +171,8 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
     summary["ceiling"] = top
     print(
         f"one at a time: {top['sequential_per_s']}/s "
-        f"(p50 {top['sequential_p50_ms']:.2f} ms, p99 {top['sequential_p99_ms']:.2f} ms)"
-        f"; {top['in_flight']} in flight: {top['pipelined_per_s']}/s"
+        f"(p50 {top['sequential_p50_ms']:.2f} ms, "
+        f"p99 {top['sequential_p99_ms']:.2f} ms); {top['in_flight']} in flight: {top['pipelined_per_s']}/s"
     )
     for run in summary["runs"]:
         print(f"\n=== side by side at {run['rate']:g} sends/s ===")
