@@ -12,12 +12,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
-from libs import auth
+from libs import auth, limits
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def lift_limits(
+    redis: Redis, tenant: str, *, allow_duplicates: bool = False
+) -> None:
+    """Let ``tenant``'s users send hundreds of messages a second (and, if
+    asked, the same body again and again), for tests about something other
+    than the abuse guard, whose defaults allow 30 sends in 10 s."""
+    override = limits.LimitOverride(
+        limit=limits.MAX_LIMIT,
+        window=1,
+        duplicate_window=0 if allow_duplicates else None,
+    )
+    await limits.set_override(redis, tenant, override)
 
 
 @dataclass

@@ -6,9 +6,10 @@ import asyncio
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from libs.devstack.stack import ServiceProcess, Stack
-from tests.support import Client, unique
+from tests.support import Client, lift_limits, unique
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +28,10 @@ async def _revive(proc: ServiceProcess) -> None:
 
 
 async def test_store_killed_while_messages_flow_loses_nothing(
-    stack: Stack, client: Client, db: asyncpg.Pool
+    stack: Stack, client: Client, db: asyncpg.Pool, redis: Redis
 ) -> None:
     tenant = unique()
+    await lift_limits(redis, tenant)
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     store = stack.service("store")
     accepted: list[str] = []
@@ -75,9 +77,10 @@ async def test_store_killed_while_messages_flow_loses_nothing(
 
 
 async def test_fanout_killed_while_messages_flow_delivers_each_once(
-    stack: Stack, client: Client
+    stack: Stack, client: Client, redis: Redis
 ) -> None:
     tenant = unique()
+    await lift_limits(redis, tenant)
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     bob = await client.ws(tenant, "bob")
     fanout = stack.service("fanout")
