@@ -69,15 +69,11 @@ async def set_override(
 async def get_override(
     redis: Redis, tenant: str, user: str | None = None
 ) -> LimitOverride:
+    """What is set at one level (``redis`` must decode responses)."""
     raw = await redis.hgetall(override_key(tenant, user))
-    decoded = {
-        (k.decode() if isinstance(k, bytes) else k): (
-            v.decode() if isinstance(v, bytes) else v
-        )
-        for k, v in raw.items()
-    }
-    known = {k: v for k, v in decoded.items() if k in LimitOverride.__struct_fields__}
-    return checked(known)
+    return checked(
+        {k: v for k, v in raw.items() if k in LimitOverride.__struct_fields__}
+    )
 
 
 async def clear_override(redis: Redis, tenant: str, user: str | None = None) -> None:

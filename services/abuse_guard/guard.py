@@ -98,7 +98,8 @@ class AbuseGuard:
         log.error(
             "abuse.degraded",
             extra={
-                "error": repr(exc),
+                # redis-py's repr of its errors hides the message
+                "error": f"{type(exc).__name__}: {exc}",
                 "policy": "checks answered from this replica's memory until "
                 "Redis answers again",
             },

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis.exceptions
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -39,17 +39,24 @@ REDIS_DOWN = (
 REDIS_TIMEOUT = 0.25
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, max_connections: int = 64) -> Redis:
     """A client that fails fast: one immediate retry (a pooled connection may
-    be stale after a Redis restart), then the error, never seconds of back-off."""
-    return Redis.from_url(
+    be stale after a Redis restart), then the error, never seconds of back-off.
+
+    The pool blocks when all its connections are busy: more checks in flight
+    than connections is load, not an outage (the default pool would raise
+    "Too many connections", a ConnectionError, and the guard would degrade).
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=REDIS_TIMEOUT,  # waiting for a free connection
         decode_responses=True,
         socket_timeout=REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), retries=1),
-        max_connections=64,
     )
+    return Redis.from_pool(pool)
 
 
 def _keys(request: AbuseCheck) -> tuple[str, str, str]:

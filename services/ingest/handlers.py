@@ -155,26 +155,7 @@ class Ingest:
             if earlier is not None:
                 self._metrics.sends.labels("replayed").inc()
                 return encode(SendReply(message=earlier, replayed=True, limit=limit))
-        try:
-            return await self._publish(cmd, message_id, limit)
-        except PUBLISH_FAILURES as exc:
-            log.error(
-                "publish.failed",
-                extra={
-                    "tenant": cmd.tenant,
-                    "message_id": message_id,
-                    "error": repr(exc),
-                },
-            )
-            if verdict is not None and verdict.verdict == "allow":
-                await self._guard.release(cmd, message_id)
-            return self._refuse(
-                "unavailable",
-                errors.UNAVAILABLE,
-                "the message could not be made durable; retry with the same "
-                "client_msg_id",
-                retry_after=1.0,
-            )
+        return await self._publish(cmd, message_id, verdict)
 
     async def _stored(self, tenant: str, message_id: str) -> Message | None:
         """A message already in the read model under this id (late retries)."""
@@ -194,10 +175,8 @@ class Ingest:
         return decoder(GetMessageReply).decode(reply.data).message
 
     async def _publish(
-        self, cmd: SendMessage, message_id: str, limit: LimitInfo | None
+        self, cmd: SendMessage, message_id: str, verdict: AbuseVerdict | None
     ) -> bytes:
-        """Publish the accepted event and answer with the message; raises
-        ``PUBLISH_FAILURES`` when the event may not be durable."""
         now = utc_now_ms()
         event = MessageAccepted(
             id=message_id,
@@ -214,9 +193,28 @@ class Ingest:
         )
         subject = self._subjects.message_accepted(cmd.tenant, cmd.conversation_id)
         headers = tracing.inject({"Nats-Msg-Id": message_id})
-        ack = await self._js.publish(
-            subject, encode(event), timeout=self._timeout, headers=headers
-        )
+        try:
+            ack = await self._js.publish(
+                subject, encode(event), timeout=self._timeout, headers=headers
+            )
+        except PUBLISH_FAILURES as exc:
+            log.error(
+                "publish.failed",
+                extra={
+                    "tenant": cmd.tenant,
+                    "message_id": message_id,
+                    "error": repr(exc),
+                },
+            )
+            if verdict is not None and verdict.verdict == "allow":
+                await self._guard.release(cmd, message_id)
+            return self._refuse(
+                "unavailable",
+                errors.UNAVAILABLE,
+                "the message could not be made durable; retry with the same "
+                "client_msg_id",
+                retry_after=1.0,
+            )
         data = event.data
         if ack.duplicate:
             # A retry inside the duplicate window: answer the original.
@@ -240,7 +238,11 @@ class Ingest:
             seq=ack.seq,
         )
         return encode(
-            SendReply(message=message, replayed=bool(ack.duplicate), limit=limit)
+            SendReply(
+                message=message,
+                replayed=bool(ack.duplicate),
+                limit=verdict.limit if verdict is not None else None,
+            )
         )
 
     async def create_conversation(self, msg: Msg) -> bytes:

@@ -240,3 +240,21 @@ def test_memory_is_bounded() -> None:
     # u1 was forgotten to make room for u3, so its second send passes: the
     # bound trades exactness for memory, during an outage only.
     assert verdicts == ["allow"] * 4
+
+
+async def test_more_checks_at_once_than_redis_connections(
+    redis_client: Redis,
+) -> None:
+    guard = redis_guard.RedisGuard(redis_client, DEFAULTS)
+    tenant = unique()
+    await limits.set_override(
+        redis_client, tenant, limits.LimitOverride(limit=100, window=60)
+    )
+
+    # The responder runs up to 512 checks at once; the pool has far fewer
+    # connections, and a busy pool must mean waiting, not "Redis is down".
+    decisions = await asyncio.gather(*(guard.check(send(tenant)) for _ in range(600)))
+
+    verdicts = [d.verdict for d in decisions]
+    assert verdicts.count("allow") == 100
+    assert verdicts.count("rate_limited") == 500
