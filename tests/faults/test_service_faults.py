@@ -9,17 +9,9 @@ import pytest
 from redis.asyncio import Redis
 
 from libs.devstack.stack import ServiceProcess, Stack
-from tests.support import Client, lift_limits, unique
+from tests.support import Client, eventually, lift_limits, unique
 
 pytestmark = pytest.mark.slow
-
-
-async def _wait_until(predicate, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def _revive(proc: ServiceProcess) -> None:
@@ -61,7 +53,7 @@ async def test_store_killed_while_messages_flow_loses_nothing(
         )
         return count >= len(accepted)
 
-    await _wait_until(all_stored)
+    await eventually(all_stored, timeout=30)
     rows = await db.fetch(
         "SELECT id::text, count(*) AS n FROM messages WHERE conversation_id = $1 "
         "GROUP BY id",
