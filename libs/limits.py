@@ -11,7 +11,8 @@ Fields: ``limit`` (sends), ``window`` (whole seconds) and
 that is absent falls back to the tenant's, then to the service defaults
 (``MSG_RATE_LIMIT``, ``MSG_RATE_WINDOW``, ``MSG_DUPLICATE_SUPPRESSION_WINDOW``).
 Every key of one tenant carries the ``{<tenant>}`` hash tag, so one script
-may touch them all on a Redis Cluster too.
+may touch them all on a Redis Cluster too; the price is that one tenant's
+keys all live on one shard.
 """
 
 from __future__ import annotations

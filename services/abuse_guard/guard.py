@@ -7,6 +7,12 @@ says so at INFO. While degraded, no check waits for Redis.
 
 The in-process twin uses the limits Redis last reported for each user, or
 the service defaults for users it has not seen, since overrides live in Redis.
+
+Shortcoming: what a replica accepted while degraded is not written back to
+Redis on recovery, so right after an outage a user may get up to one more
+limit's worth of sends in the window, and a duplicate of a send made during
+the outage passes. Replaying the in-memory log into Redis on recovery would
+close this; the outage itself already allows N times the limit.
 """
 
 from __future__ import annotations

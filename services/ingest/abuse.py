@@ -5,6 +5,12 @@ the send is accepted unchecked: refusing every message while one
 non-essential service is down would turn its outage into everyone's. Each
 unchecked send is counted (``messaging_ingest_abuse_unchecked_total``) and
 logged at ERROR, so the gap is visible and alertable.
+
+Shortcoming: while the guard is down, no limit holds (SLO-MSG-SPAM-BLOCK is
+not met for that time) and unchecked sends are not recorded for later
+duplicate checks. An in-process fallback here, like the guard's own for
+Redis, would bound that; it is left out until outages of the guard show up
+in the metric.
 """
 
 from __future__ import annotations
@@ -86,8 +92,9 @@ class AbuseGuardClient:
         except (BusError, msgspec.DecodeError) as exc:
             error = repr(exc)
         if error is not None:
-            # The resend may then be refused as a duplicate of a message that
-            # does not exist, until the duplicate window passes.
+            # Shortcoming: the resend is then refused as a duplicate of a
+            # message that does not exist, until the duplicate window passes
+            # (30 s by default). A client_msg_id retry is not affected.
             log.error(
                 "abuse.release_failed",
                 extra={
