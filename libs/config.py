@@ -87,6 +87,20 @@ class Settings:
     ws_queue_size: int = _env_field(
         "MSG_WS_QUEUE_SIZE", 512, "frames buffered per socket before it is closed"
     )
+    # Room for a burst of pasted lines and well above any human's typing
+    # pace (3 sends a second, sustained), yet a flood is cut within seconds.
+    # Tenants and users get their own values with `msgctl limits`.
+    rate_limit: int = _env_field(
+        "MSG_RATE_LIMIT", 30, "sends a user may make in any window (abuse guard)"
+    )
+    rate_window: int = _env_field(
+        "MSG_RATE_WINDOW", 10, "seconds of the sliding rate-limit window"
+    )
+    duplicate_suppression_window: float = _env_field(
+        "MSG_DUPLICATE_SUPPRESSION_WINDOW",
+        30.0,
+        "seconds a same-body resend to a conversation is refused (0 = off)",
+    )
 
     @classmethod
     def from_env(

@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import nats
 import pytest
+from redis.asyncio import Redis
 
 from libs.devstack.stack import Ports, Stack
 from tests import containers
@@ -97,3 +98,11 @@ async def nc(infra: Stack) -> AsyncIterator[nats.NATS]:
     conn = await nats.connect(infra.urls["MSG_NATS_URL"])
     yield conn
     await conn.drain()
+
+
+@pytest.fixture(scope="session")
+async def redis(infra: Stack) -> AsyncIterator[Redis]:
+    """The stack's Redis, where tests set per-tenant limits (``libs.limits``)."""
+    client = Redis.from_url(infra.urls["MSG_REDIS_URL"], decode_responses=True)
+    yield client
+    await client.aclose()

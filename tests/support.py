@@ -6,18 +6,35 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
-from libs import auth
+from libs import auth, limits
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def lift_limits(
+    redis: Redis, tenant: str, *, allow_duplicates: bool = False
+) -> None:
+    """Let ``tenant``'s users send hundreds of messages a second (and, if
+    asked, the same body again and again), for tests about something other
+    than the abuse guard, whose defaults allow 30 sends in 10 s."""
+    override = limits.LimitOverride(
+        limit=limits.MAX_LIMIT,
+        window=1,
+        duplicate_window=0 if allow_duplicates else None,
+    )
+    await limits.set_override(redis, tenant, override)
 
 
 @dataclass
@@ -25,6 +42,20 @@ class Reply:
     status: int
     body: Any
     headers: dict[str, str]
+
+    def rate_limit(self) -> dict[str, int]:
+        """``q``, ``w``, ``r`` and ``t`` of the RateLimit-Policy and RateLimit
+        headers, which must be in the IETF draft's syntax (String item named
+        "sends", Integer parameters)."""
+        policy = re.fullmatch(
+            r'"sends";q=(\d+);w=(\d+)', self.headers["RateLimit-Policy"]
+        )
+        state = re.fullmatch(r'"sends";r=(\d+);t=(\d+)', self.headers["RateLimit"])
+        assert policy, self.headers
+        assert state, self.headers
+        q, w = map(int, policy.groups())
+        r, t = map(int, state.groups())
+        return {"q": q, "w": w, "r": r, "t": t}
 
 
 class WsClient:
@@ -243,3 +274,20 @@ def raw_ws_connect(base_url: str, token: str, rcvbuf: int = 4096) -> socket.sock
     if b" 101 " not in head.split(b"\r\n", 1)[0]:
         raise ConnectionError(head.decode(errors="replace"))
     return sock
+
+
+async def stream_count(nc: Any, stream: str, subject: str) -> int:
+    """Messages kept in ``stream`` on subjects matching ``subject``."""
+    info = await nc.jetstream().stream_info(stream, subjects_filter=subject)
+    return sum((info.state.subjects or {}).values())
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0
+) -> None:
+    """Wait until ``predicate`` holds (for what happens in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

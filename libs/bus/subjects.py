@@ -16,6 +16,7 @@ subject                                    meaning
 ``<p>.qry.<t>.<name>``                     request, answered by store
 ``<p>.store.<t>.conversation.project``     request, answered by store
 ``<p>.abuse.<t>.check``                    request, answered by abuse-guard
+``<p>.abuse.<t>.release``                  request, answered by abuse-guard
 ``<p>.presence.<t>.report``                gateway socket reports to presence
 ``<p>.presence.<t>.query``                 request, answered by presence
 ``<p>.dlv.<t>.<user>``                     per-user delivery, fanout to gateways
@@ -75,6 +76,9 @@ class Subjects:
 
     def abuse_check(self, tenant: str) -> str:
         return f"{self.prefix}.abuse.{tenant}.check"
+
+    def abuse_release(self, tenant: str) -> str:
+        return f"{self.prefix}.abuse.{tenant}.release"
 
     def presence_report(self, tenant: str) -> str:
         return f"{self.prefix}.presence.{tenant}.report"

@@ -6,7 +6,7 @@ the bus contracts cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
@@ -113,6 +113,66 @@ class CreateConversation(Struct, kw_only=True, omit_defaults=True):
 
 class ConversationReply(Struct, kw_only=True, omit_defaults=True):
     conversation: Conversation | None = None
+    error: ErrorInfo | None = None
+
+
+# --------------------------------------------------------- bus: abuse guard
+
+Verdict = Literal["allow", "rate_limited", "duplicate", "retry"]
+Fingerprint = Annotated[
+    str,
+    Meta(
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the body normalised for comparing: NFC, "
+        "trimmed, inner whitespace runs as one space",
+    ),
+]
+
+
+class AbuseCheck(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.abuse.<tenant>.check``: ingest asks before it publishes a send.
+
+    An allowed send is recorded at once (it counts against the limit and
+    marks its body as seen), so the guard must be asked once per attempt.
+    """
+
+    tenant: TenantId
+    sender_id: UserId
+    conversation_id: ConversationId
+    message_id: Annotated[
+        MessageId, Meta(description="The id the send gets if it is accepted")
+    ]
+    body_fingerprint: Fingerprint
+    client_msg_id: ClientMsgId | None = None
+
+
+class AbuseRelease(AbuseCheck, kw_only=True, omit_defaults=True):
+    """``<p>.abuse.<tenant>.release``: forget an allowed send that could not
+    be made durable, so the client's resend is neither a duplicate nor
+    counted twice. Same fields as the check it undoes."""
+
+
+class AbuseVerdict(Struct, kw_only=True, omit_defaults=True):
+    """The guard's answer: ``allow`` (publish it), ``rate_limited`` (429),
+    ``duplicate`` (409, ``original_id`` is the earlier send) or ``retry``
+    (the same ``client_msg_id`` was allowed before: answer that message)."""
+
+    verdict: Verdict | None = None
+    limit: LimitInfo | None = None
+    retry_after: Annotated[float, Meta(ge=0)] | None = None
+    original_id: MessageId | None = None
+    degraded: Annotated[
+        bool,
+        Meta(
+            description="Answered from one replica's memory because Redis is "
+            "unreachable; earlier sends may be unknown to it"
+        ),
+    ] = False
+    error: ErrorInfo | None = None
+
+
+class AbuseReleaseReply(Struct, kw_only=True, omit_defaults=True):
+    released: bool = False
     error: ErrorInfo | None = None
 
 

@@ -8,6 +8,7 @@ and a dependency that is down is a 503 with ``Retry-After``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -39,8 +40,9 @@ class ApiError(Exception):
         )
         self.headers = dict(headers or {})
         if self.info.retry_after is not None:
+            # Rounded up: retrying after a rounded-down delay would be refused.
             self.headers.setdefault(
-                "Retry-After", str(max(1, round(self.info.retry_after)))
+                "Retry-After", str(max(1, math.ceil(self.info.retry_after)))
             )
 
     @classmethod

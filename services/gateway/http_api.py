@@ -5,6 +5,7 @@ The tenant always comes from the token, never from the request.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TypeVar
 
@@ -66,10 +67,16 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
 
 
 def rate_limit_headers(limit: LimitInfo | None) -> dict[str, str]:
-    """IETF draft RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
+    """IETF draft RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11):
+    a policy named by a String with quota ``q`` and window ``w``, and the
+    current ``r`` (sends left) and ``t`` (seconds until one more fits).
+
+    ``t`` is rounded up, like ``Retry-After``: a client that waits that long
+    finds a slot free, where rounding down would send it back too early.
+    """
     if limit is None:
         return {}
-    reset = max(0, round(limit.reset))
+    reset = max(0, math.ceil(limit.reset))
     return {
         "RateLimit-Policy": f'"sends";q={limit.limit};w={limit.window}',
         "RateLimit": f'"sends";r={max(0, limit.remaining)};t={reset}',

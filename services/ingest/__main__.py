@@ -3,7 +3,9 @@
 Answers:   ``<p>.cmd.*.message.send``, ``<p>.cmd.*.conversation.create``
 Publishes: ``message.accepted`` (MESSAGES), ``conversation.created``
            (CONVERSATIONS), each with ``Nats-Msg-Id``
-Asks:      CONVERSATIONS (direct get) for members; store for late retries
+Asks:      CONVERSATIONS (direct get) for members; abuse-guard about every
+           send before publishing it (accepts unchecked if it is silent);
+           store for late retries
 Stops:     stops taking requests, answers those in flight, drains NATS
 """
 
@@ -13,17 +15,20 @@ from libs.bus.connection import connect
 from libs.bus.responder import Responder
 from libs.membership import MembershipDirectory
 from libs.service import Runtime, run
+from services.ingest.abuse import AbuseGuardClient
 from services.ingest.handlers import Ingest, IngestMetrics
 
 
 async def serve(rt: Runtime) -> None:
     async with connect(rt.settings) as nc:
+        metrics = IngestMetrics(rt.registry)
         ingest = Ingest(
             nc,
             nc.jetstream(),
             MembershipDirectory(nc, rt.subjects),
+            AbuseGuardClient(nc, rt.subjects, metrics.abuse_unchecked),
             rt.subjects,
-            IngestMetrics(rt.registry),
+            metrics,
             timeout=rt.settings.request_timeout,
         )
         responder = Responder(nc, rt.registry)

@@ -5,11 +5,17 @@ JetStream, i.e. durable. Its ``Nats-Msg-Id`` is the message id; a send with a
 ``client_msg_id`` gets a message id derived from it, so a retry publishes
 the same id and JetStream's duplicate window answers with the original's
 sequence. Retries later than that window are found in the store.
+
+Before publishing, every send is put to the abuse guard (per-user limits,
+duplicate bodies, known client_msg_ids). A refused send is answered 429 or
+409 and never published; when the guard is silent, the send goes out
+unchecked (see ``abuse.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import nats.errors
 from nats.aio.client import Client
@@ -25,15 +31,18 @@ from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM, Subjects
 from libs.membership import MembershipDirectory
 from libs.schema import errors
 from libs.schema.api import (
+    AbuseVerdict,
     Conversation,
     ConversationReply,
     CreateConversation,
     GetMessage,
     GetMessageReply,
+    LimitInfo,
     Message,
     ProjectConversation,
     SendMessage,
     SendReply,
+    error,
 )
 from libs.schema.events import (
     AcceptedMessage,
@@ -44,6 +53,7 @@ from libs.schema.events import (
 from libs.schema.types import utc_now_ms
 from libs.telemetry import tracing
 from libs.text import InvalidBody, check_body
+from services.ingest.abuse import AbuseGuardClient
 
 log = logging.getLogger("ingest")
 MAX_MEMBERS = 1000
@@ -59,6 +69,11 @@ class IngestMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.abuse_unchecked = Counter(
+            "messaging_ingest_abuse_unchecked_total",
+            "Sends accepted without an abuse check because the guard did not answer.",
+            registry=registry,
+        )
 
 
 class Ingest:
@@ -67,6 +82,7 @@ class Ingest:
         nc: Client,
         js: JetStreamContext,
         directory: MembershipDirectory,
+        guard: AbuseGuardClient,
         subjects: Subjects,
         metrics: IngestMetrics,
         *,
@@ -75,13 +91,22 @@ class Ingest:
         self._nc = nc
         self._js = js
         self._directory = directory
+        self._guard = guard
         self._subjects = subjects
         self._metrics = metrics
         self._timeout = timeout
 
-    def _refuse(self, outcome: str, code: str, message: str, **extra: object) -> bytes:
+    def _refuse(
+        self,
+        outcome: str,
+        code: str,
+        message: str,
+        *,
+        limit: LimitInfo | None = None,
+        **extra: object,
+    ) -> bytes:
         self._metrics.sends.labels(outcome).inc()
-        return error_reply(code, message, **extra)
+        return encode(SendReply(error=error(code, message, **extra), limit=limit))
 
     async def send(self, msg: Msg) -> bytes:
         cmd = parse_request(msg, SendMessage)
@@ -106,11 +131,31 @@ class Ingest:
             message_id = ids.message_id_for_retry(
                 cmd.tenant, cmd.sender_id, cmd.client_msg_id
             )
+        verdict = await self._guard.check(cmd, message_id)
+        limit = verdict.limit if verdict is not None else None
+        if verdict is not None and verdict.verdict == "rate_limited":
+            wait = math.ceil(verdict.retry_after or 0)
+            return self._refuse(
+                "rate_limited",
+                errors.RATE_LIMITED,
+                f"too many messages; retry in {wait} s",
+                limit=limit,
+                retry_after=verdict.retry_after,
+            )
+        if verdict is not None and verdict.verdict == "duplicate":
+            return self._refuse(
+                "duplicate",
+                errors.DUPLICATE,
+                "the same message was just sent to this conversation",
+                limit=limit,
+                original_id=verdict.original_id,
+            )
+        if cmd.client_msg_id is not None and _may_be_stored(verdict):
             earlier = await self._stored(cmd.tenant, message_id)
             if earlier is not None:
                 self._metrics.sends.labels("replayed").inc()
-                return encode(SendReply(message=earlier, replayed=True))
-        return await self._publish(cmd, message_id)
+                return encode(SendReply(message=earlier, replayed=True, limit=limit))
+        return await self._publish(cmd, message_id, verdict)
 
     async def _stored(self, tenant: str, message_id: str) -> Message | None:
         """A message already in the read model under this id (late retries)."""
@@ -129,7 +174,9 @@ class Ingest:
             return None
         return decoder(GetMessageReply).decode(reply.data).message
 
-    async def _publish(self, cmd: SendMessage, message_id: str) -> bytes:
+    async def _publish(
+        self, cmd: SendMessage, message_id: str, verdict: AbuseVerdict | None
+    ) -> bytes:
         now = utc_now_ms()
         event = MessageAccepted(
             id=message_id,
@@ -159,6 +206,8 @@ class Ingest:
                     "error": repr(exc),
                 },
             )
+            if verdict is not None and verdict.verdict == "allow":
+                await self._guard.release(cmd, message_id)
             return self._refuse(
                 "unavailable",
                 errors.UNAVAILABLE,
@@ -188,7 +237,13 @@ class Ingest:
             created_at=data.created_at,
             seq=ack.seq,
         )
-        return encode(SendReply(message=message, replayed=bool(ack.duplicate)))
+        return encode(
+            SendReply(
+                message=message,
+                replayed=bool(ack.duplicate),
+                limit=verdict.limit if verdict is not None else None,
+            )
+        )
 
     async def create_conversation(self, msg: Msg) -> bytes:
         cmd = parse_request(msg, CreateConversation)
@@ -267,3 +322,13 @@ class Ingest:
                     "error": repr(exc),
                 },
             )
+
+
+def _may_be_stored(verdict: AbuseVerdict | None) -> bool:
+    """Whether a send with a client_msg_id may repeat a stored message.
+
+    A healthy guard remembers every client_msg_id it allowed for a day and
+    says ``retry``; an unchecked or degraded answer knows nothing earlier,
+    so the store is asked as well.
+    """
+    return verdict is None or verdict.degraded or verdict.verdict == "retry"

@@ -10,15 +10,12 @@ import nats
 
 from libs.bus.subjects import MESSAGES_STREAM, Subjects
 from tests.conftest import TEST_DUPLICATE_WINDOW
-from tests.support import Client, unique
+from tests.support import Client, stream_count, unique
 
 
-async def _stream_count(nc: nats.NATS, tenant: str, conversation_id: str) -> int:
-    info = await nc.jetstream().stream_info(
-        MESSAGES_STREAM,
-        subjects_filter=Subjects().message_accepted(tenant, conversation_id),
-    )
-    return sum((info.state.subjects or {}).values())
+async def _stored_events(nc: nats.NATS, tenant: str, conversation_id: str) -> int:
+    subject = Subjects().message_accepted(tenant, conversation_id)
+    return await stream_count(nc, MESSAGES_STREAM, subject)
 
 
 async def test_retry_answers_the_original(client: Client, db: asyncpg.Pool) -> None:
@@ -53,7 +50,7 @@ async def test_concurrent_retries_make_one_message(
     assert len({(r.body["id"], r.body["seq"]) for r in replies}) == 1
     assert len(await bob.messages(1)) == 1
     assert await bob.quiet(0.5) == []
-    assert await _stream_count(nc, tenant, conv["id"]) == 1
+    assert await _stored_events(nc, tenant, conv["id"]) == 1
     listed = await client.list_messages(tenant, "bob", conv["id"])
     assert len(listed.body["messages"]) == 1
     await bob.close()
@@ -75,4 +72,4 @@ async def test_retry_after_the_duplicate_window_still_answers_the_original(
 
     assert again.status == 201
     assert again.body == first.body
-    assert await _stream_count(nc, tenant, conv["id"]) == 1
+    assert await _stored_events(nc, tenant, conv["id"]) == 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from tests.support import Client, unique
+from redis.asyncio import Redis
+
+from tests.support import Client, lift_limits, unique
 
 
 async def test_reconnect_with_since_seq_gets_each_missed_message_once(
-    client: Client,
+    client: Client, redis: Redis
 ) -> None:
     tenant = unique()
+    await lift_limits(redis, tenant)
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     other = await client.create_conversation(tenant, "carol", ["bob"])
     not_bobs = await client.create_conversation(tenant, "alice", ["carol"])

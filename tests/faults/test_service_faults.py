@@ -6,19 +6,12 @@ import asyncio
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from libs.devstack.stack import ServiceProcess, Stack
-from tests.support import Client, unique
+from tests.support import Client, eventually, lift_limits, unique
 
 pytestmark = pytest.mark.slow
-
-
-async def _wait_until(predicate, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def _revive(proc: ServiceProcess) -> None:
@@ -27,9 +20,10 @@ async def _revive(proc: ServiceProcess) -> None:
 
 
 async def test_store_killed_while_messages_flow_loses_nothing(
-    stack: Stack, client: Client, db: asyncpg.Pool
+    stack: Stack, client: Client, db: asyncpg.Pool, redis: Redis
 ) -> None:
     tenant = unique()
+    await lift_limits(redis, tenant)
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     store = stack.service("store")
     accepted: list[str] = []
@@ -59,7 +53,7 @@ async def test_store_killed_while_messages_flow_loses_nothing(
         )
         return count >= len(accepted)
 
-    await _wait_until(all_stored)
+    await eventually(all_stored, timeout=30)
     rows = await db.fetch(
         "SELECT id::text, count(*) AS n FROM messages WHERE conversation_id = $1 "
         "GROUP BY id",
@@ -75,9 +69,10 @@ async def test_store_killed_while_messages_flow_loses_nothing(
 
 
 async def test_fanout_killed_while_messages_flow_delivers_each_once(
-    stack: Stack, client: Client
+    stack: Stack, client: Client, redis: Redis
 ) -> None:
     tenant = unique()
+    await lift_limits(redis, tenant)
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     bob = await client.ws(tenant, "bob")
     fanout = stack.service("fanout")

@@ -8,9 +8,17 @@ import json
 import socket
 
 import aiohttp
+from redis.asyncio import Redis
 
 from libs.devstack.stack import Stack
-from tests.support import Client, WsClient, metric_value, raw_ws_connect, unique
+from tests.support import (
+    Client,
+    WsClient,
+    lift_limits,
+    metric_value,
+    raw_ws_connect,
+    unique,
+)
 
 
 def _drain(sock: socket.socket) -> bytes:
@@ -84,7 +92,7 @@ async def test_refreshed_token_keeps_the_socket_open(client: Client) -> None:
 
 
 async def test_slow_client_is_dropped_without_slowing_others(
-    stack: Stack, client: Client
+    stack: Stack, client: Client, redis: Redis
 ) -> None:
     gateway = stack.make_service("gateway", 7)
     gateway.env["MSG_WS_QUEUE_SIZE"] = "16"
@@ -93,6 +101,7 @@ async def test_slow_client_is_dropped_without_slowing_others(
         await asyncio.to_thread(gateway.wait_ready)
         here = client.at(gateway.url)
         tenant = unique()
+        await lift_limits(redis, tenant, allow_duplicates=True)  # 300 big ones
         conv = await client.create_conversation(tenant, "alice", ["bob", "carol"])
         slow = raw_ws_connect(gateway.url, client.token(tenant, "bob"))  # never reads
         fast = await here.ws(tenant, "carol")

@@ -5,6 +5,8 @@ msgctl stack down | status       stop it / show where it listens
 msgctl bootstrap                 create streams, consumers and schema
 msgctl token --tenant T --user U print a token the running stack accepts
 msgctl listen --tenant T --user U  print a user's live WebSocket events
+msgctl limits set|get|clear --tenant T [--user U] [--limit N --window S
+       --duplicate-window S]    send limits, applied at once without restart
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     token = auth.issue(_secret(args.root), tenant=args.tenant, user_id=args.user)
     return asyncio.run(listen(args.url, token, args.since_seq, args.count))
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    from tools.msgctl import limits
+
+    return asyncio.run(limits.run(args))
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
@@ -132,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--since-seq", type=int, default=None)
     listen.add_argument("--count", type=int, default=0, help="stop after N messages")
     listen.set_defaults(func=cmd_listen)
+
+    lim = sub.add_parser(
+        "limits", help="per-tenant and per-user send limits (applied at once)"
+    )
+    lim.add_argument("action", choices=["set", "get", "clear"])
+    lim.add_argument("--tenant", required=True)
+    lim.add_argument("--user", help="one user of the tenant; default: all of them")
+    lim.add_argument("--limit", type=int, help="sends allowed in any window")
+    lim.add_argument("--window", type=int, help="window length, whole seconds")
+    lim.add_argument(
+        "--duplicate-window",
+        type=float,
+        help="seconds a same-body resend is refused (0 = off)",
+    )
+    lim.add_argument("--redis-url", help="default: the running stack's Redis")
+    lim.set_defaults(func=cmd_limits)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Abuse guard: per-user send limits and duplicate suppression, in Redis."""
