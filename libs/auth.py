@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -70,3 +71,29 @@ def verify(secret: str, token: str) -> Principal:
     if not (isinstance(user_id, str) and _ID.match(user_id)):
         raise AuthError("invalid sub claim")
     return Principal(tenant=tenant, user_id=user_id, expires_at=float(claims["exp"]))
+
+
+class VerifiedTokens:
+    """Tokens already verified, kept until they expire.
+
+    Clients send the same token with every request, and checking an HS256
+    signature is most of the gateway's CPU per request; a hit costs a dict
+    lookup. The key is the whole token, signature included, so a token is
+    only ever trusted after one full verification with this secret.
+    """
+
+    def __init__(self, secret: str, capacity: int = 100_000) -> None:
+        self._secret = secret
+        self._capacity = capacity
+        self._known: OrderedDict[str, Principal] = OrderedDict()
+
+    def verify(self, token: str) -> Principal:
+        known = self._known.get(token)
+        if known is not None and known.expires_at + LEEWAY > time.time():
+            self._known.move_to_end(token)
+            return known
+        principal = verify(self._secret, token)
+        self._known[token] = principal
+        if len(self._known) > self._capacity:
+            self._known.popitem(last=False)
+        return principal

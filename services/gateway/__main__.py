@@ -14,6 +14,7 @@ import logging
 
 from aiohttp import web
 
+from libs import auth
 from libs.bus.connection import connect
 from libs.service import Runtime, ops_routes, run
 from services.gateway.backend import Backend
@@ -33,15 +34,15 @@ MAX_REQUEST_BYTES = 64 * 1024
 def build_app(
     rt: Runtime, nc: object, sessions: Sessions, metrics: GatewayMetrics
 ) -> web.Application:
-    secret = rt.settings.require_jwt_secret()
+    tokens = auth.VerifiedTokens(rt.settings.require_jwt_secret())
     backend = Backend(nc, timeout=rt.settings.request_timeout)
-    api = MessagingApi(backend, rt.subjects, secret)
+    api = MessagingApi(backend, rt.subjects, tokens)
     sockets = WebSocketEndpoint(
         sessions,
         backend,
         rt.subjects,
         metrics,
-        jwt_secret=secret,
+        tokens=tokens,
         queue_size=rt.settings.ws_queue_size,
     )
     app = web.Application(

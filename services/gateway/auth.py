@@ -23,10 +23,10 @@ def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | No
     return None
 
 
-def authenticate(secret: str, token: str | None) -> auth.Principal:
+def authenticate(tokens: auth.VerifiedTokens, token: str | None) -> auth.Principal:
     if token is None:
         raise ApiError(errors.UNAUTHORIZED, "missing bearer token")
     try:
-        return auth.verify(secret, token)
+        return tokens.verify(token)
     except auth.AuthError as exc:
         raise ApiError(errors.UNAUTHORIZED, str(exc)) from exc

@@ -110,10 +110,12 @@ def _checked_id(value: str, name: str) -> str:
 
 
 class MessagingApi:
-    def __init__(self, backend: Backend, subjects: Subjects, jwt_secret: str) -> None:
+    def __init__(
+        self, backend: Backend, subjects: Subjects, tokens: auth.VerifiedTokens
+    ) -> None:
         self._backend = backend
         self._subjects = subjects
-        self._secret = jwt_secret
+        self._tokens = tokens
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -125,7 +127,7 @@ class MessagingApi:
         ]
 
     def principal(self, request: web.Request) -> auth.Principal:
-        return authenticate(self._secret, bearer_token(request))
+        return authenticate(self._tokens, bearer_token(request))
 
     async def send(self, request: web.Request) -> web.Response:
         who = self.principal(request)

@@ -65,21 +65,21 @@ class WebSocketEndpoint:
         subjects: Subjects,
         metrics: GatewayMetrics,
         *,
-        jwt_secret: str,
+        tokens: auth.VerifiedTokens,
         queue_size: int,
     ) -> None:
         self._sessions = sessions
         self._backend = backend
         self._subjects = subjects
         self._metrics = metrics
-        self._secret = jwt_secret
+        self._tokens = tokens
         self._queue_size = queue_size
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # Reject bad requests before the upgrade, as plain HTTP errors.
         since_seq = _since_seq(request)
         token = bearer_token(request, allow_query=True)
-        principal = authenticate(self._secret, token) if token else None
+        principal = authenticate(self._tokens, token) if token else None
         ws = web.WebSocketResponse(
             compress=False,  # per-frame deflate costs CPU on every fan-out write
             heartbeat=HEARTBEAT,
@@ -110,7 +110,7 @@ class WebSocketEndpoint:
             return None
         token = _auth_frame_token(msg.data) if msg.type == WSMsgType.TEXT else None
         try:
-            return authenticate(self._secret, token)
+            return authenticate(self._tokens, token)
         except ApiError as exc:
             await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc)[:120].encode())
             return None
@@ -203,7 +203,7 @@ class WebSocketEndpoint:
     ) -> asyncio.TimerHandle:
         """A new token for the same tenant and user extends the socket's life."""
         try:
-            fresh = authenticate(self._secret, _auth_frame_token(json.dumps(frame)))
+            fresh = authenticate(self._tokens, _auth_frame_token(json.dumps(frame)))
         except ApiError as exc:
             reply = {"code": errors.UNAUTHORIZED, "message": str(exc)}
             socket.offer_event(encode_frame("error", reply).decode(), "error")

@@ -68,3 +68,26 @@ def test_cursor_round_trip_and_forgery() -> None:
     for forged in ("", "!!!", encode_cursor(at, "text")):
         with pytest.raises(InvalidCursor):
             decode_cursor(forged, int)
+
+
+def test_verified_tokens_are_reused_only_until_they_expire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "s" * 40
+    tokens = auth.VerifiedTokens(secret)
+    token = auth.issue(secret, tenant="acme", user_id="alice", ttl=60)
+    checks = []
+    real_verify = auth.verify
+    monkeypatch.setattr(auth, "verify", lambda *a: checks.append(a) or real_verify(*a))
+
+    first = tokens.verify(token)
+    again = tokens.verify(token)
+    later = time.time() + 60 + auth.LEEWAY + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    tokens.verify(token)
+
+    assert again is first
+    assert len(checks) == 2  # once at first sight, once more after expiry
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(auth.AuthError):
+        tokens.verify(forged)
