@@ -93,3 +93,15 @@ class Subjects:
     def tenant_of(subject: str) -> str:
         """The tenant token of any subject built here."""
         return subject.split(".", 3)[2]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether NATS would deliver ``subject`` to a subscription on ``pattern``
+    (``*`` is one token, a final ``>`` one or more)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
