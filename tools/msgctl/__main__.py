@@ -5,6 +5,8 @@ msgctl stack down | status       stop it / show where it listens
 msgctl bootstrap                 create streams, consumers and schema
 msgctl token --tenant T --user U print a token the running stack accepts
 msgctl listen --tenant T --user U  print a user's live WebSocket events
+msgctl integrator add --tenant T --name N   NATS credentials for an integrator
+msgctl tail --tenant T [--since TIME|SEQ]   follow a tenant's events
 """
 
 from __future__ import annotations
@@ -81,6 +83,23 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_integrator(args: argparse.Namespace) -> int:
+    from tools.msgctl import integrator
+
+    if args.action == "add":
+        return integrator.add(args.root, args.tenant, args.name)
+    if args.action == "remove":
+        return integrator.remove(args.root, args.tenant, args.name)
+    return integrator.show(args.root)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from tools.msgctl.integrator import run_tail
+
+    logs.configure("msgctl", "tail", "WARNING")
+    return run_tail(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msgctl", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -106,6 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--out", type=Path, default=Path("contracts"))
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
+
+    integ = sub.add_parser(
+        "integrator", help="NATS users of integrators (development stack)"
+    )
+    integ.add_argument("action", choices=["add", "remove", "list"])
+    integ.add_argument("--tenant")
+    integ.add_argument("--name", default="default", help="lowercase letters, digits")
+    integ.set_defaults(func=cmd_integrator)
+
+    tail = sub.add_parser("tail", help="follow a tenant's events from the streams")
+    tail.add_argument("--tenant", required=True)
+    tail.add_argument(
+        "--since",
+        help="a MESSAGES seq, a duration ago (15m, 2h, 1d) or an RFC 3339 time; "
+        "default: only new events",
+    )
+    tail.add_argument(
+        "--types", help="comma-separated event types, e.g. message.accepted"
+    )
+    tail.add_argument("--count", type=int, default=0, help="stop after N events")
+    tail.set_defaults(func=cmd_tail)
 
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)
