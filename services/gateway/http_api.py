@@ -6,6 +6,7 @@ The tenant always comes from the token, never from the request.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
@@ -38,7 +39,7 @@ from services.gateway.backend import Backend
 from services.gateway.errors import ApiError
 
 T = TypeVar("T")
-BASE = "/api/messaging"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ID = re.compile(TOKEN_PATTERN)
 
 
@@ -108,14 +109,15 @@ class MessagingApi:
         self._subjects = subjects
         self._secret = jwt_secret
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(BASE, self.send),
-            web.get(BASE, self.list_messages),
-            web.post(f"{BASE}/conversations", self.create_conversation),
-            web.get(f"{BASE}/conversations", self.list_conversations),
-            web.get(f"{BASE}/conversations/{{conversation_id}}", self.get_conversation),
-        ]
+    def handlers(self) -> dict[str, Handler]:
+        """Handlers by operation id (``libs.schema.http.ENDPOINTS``)."""
+        return {
+            "send": self.send,
+            "list_messages": self.list_messages,
+            "create_conversation": self.create_conversation,
+            "list_conversations": self.list_conversations,
+            "get_conversation": self.get_conversation,
+        }
 
     def principal(self, request: web.Request) -> auth.Principal:
         return authenticate(self._secret, bearer_token(request))
