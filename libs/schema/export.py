@@ -68,6 +68,13 @@ def render() -> dict[str, str]:
     return files
 
 
+def render_infra() -> dict[str, str]:
+    """Relative path under ``infra/`` -> file content (generated configs)."""
+    from libs.bus import serverconf
+
+    return {"nats/nats.conf": serverconf.container_config()}
+
+
 def write(root: Path, files: dict[str, str]) -> list[str]:
     changed = []
     for rel, content in files.items():

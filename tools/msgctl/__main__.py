@@ -72,14 +72,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_contracts(args: argparse.Namespace) -> int:
     from libs.schema import export
 
-    files = export.render()
+    targets = ((args.out, export.render()), (args.infra, export.render_infra()))
     if args.check:
-        stale = export.stale(args.out, files)
-        for rel in stale:
-            print(f"stale: contracts/{rel}")
+        stale = [
+            f"{root}/{rel}"
+            for root, files in targets
+            for rel in export.stale(root, files)
+        ]
+        for path in stale:
+            print(f"stale: {path}")
         return 1 if stale else 0
-    for rel in export.write(args.out, files):
-        print(f"wrote contracts/{rel}")
+    for root, files in targets:
+        for rel in export.write(root, files):
+            print(f"wrote {root}/{rel}")
     return 0
 
 
@@ -121,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     stk.add_argument("--scale", type=int, default=int(os.environ.get("SCALE", "1")))
     stk.set_defaults(func=cmd_stack)
 
-    contracts = sub.add_parser("contracts", help="regenerate contracts/ from code")
+    contracts = sub.add_parser(
+        "contracts", help="regenerate contracts/ and infra/nats/ from code"
+    )
     contracts.add_argument("--out", type=Path, default=Path("contracts"))
+    contracts.add_argument("--infra", type=Path, default=Path("infra"))
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
 
