@@ -17,6 +17,15 @@ a request whose body asks for another filter, so pinning both in the
 permission keeps the consumer inside the tenant. The name is pinned to the
 integrator's user name: with a wildcard name an integrator could *update* a
 service's durable consumer (``store``) and narrow its filter to one tenant.
+
+Known gap: the create request's body also names the consumer's deliver
+subject, which no permission can pin, so an integrator can have the server
+push copies of its own tenant's events to any subject of the account. Stream
+subjects do not capture them (a test shows it), and every service checks a
+payload against the tenant of its subject, but a subscriber could be sent
+noise. Closing it takes an account per integrator, holding a stream that
+sources its tenant's events; that would also lift this model's limit of one
+consumer per stream per integrator (the one named after it).
 """
 
 from __future__ import annotations
