@@ -110,6 +110,9 @@ def run_tail(args: argparse.Namespace) -> int:
     except tail.TailError as exc:
         _note(str(exc))
         return 1
+    except (nats.errors.Error, OSError) as exc:
+        _note(f"cannot connect to NATS at {url} as {user or 'nobody'}: {exc!r}")
+        return 1
     except KeyboardInterrupt:
         return 0
 
@@ -123,7 +126,12 @@ async def _tail(
     types: list[str] | None,
     count: int,
 ) -> int:
-    options: dict[str, object] = {"servers": url.split(","), "name": "msgctl-tail"}
+    options: dict[str, object] = {
+        "servers": url.split(","),
+        "name": "msgctl-tail",
+        "allow_reconnect": False,
+        "connect_timeout": 3,
+    }
     if user:
         options |= {
             "user": user,

@@ -34,6 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from libs.bus import catalogue
+from libs.bus.permissions import ADMIN
 from libs.bus.subjects import MESSAGES_STREAM
 
 log = logging.getLogger("msgctl.tail")
@@ -319,6 +320,6 @@ async def tail(
 def consumer_name(user: str) -> str:
     """Integrators may only name consumers after themselves; the admin (a
     developer without integrator credentials) gets a fresh name each time."""
-    if user and user != "admin":
+    if user and user != ADMIN:
         return user
     return f"tail-{secrets.token_hex(4)}"
