@@ -1,8 +1,10 @@
 """Every subject on the bus, built in one place.
 
-The tenant is always the token right after the kind (``evt``, ``cmd``, ...),
-so one permission such as ``msg.evt.<tenant>.>`` confines an integrator to a
-single tenant.
+The tenant is the token right after the kind (``evt``, ``cmd``, ...), so one
+permission such as ``msg.evt.<tenant>.>`` confines an integrator to a single
+tenant; only dead letters put the consumer first. ``catalogue.py`` describes
+each of these (payload, publishers, subscribers, stream) for the contracts
+and the NATS permissions, and a test checks it against the methods here.
 
 =========================================  =======================================
 subject                                    meaning

@@ -151,3 +151,14 @@ class NatsAuth:
             return False
         log.info("nats.reloaded", extra={"pid": pid})
         return True
+
+
+def dev_admin_env(root: Path) -> dict[str, str]:
+    """The admin's settings of the development stack in ``root``, if any."""
+    path = root / CREDENTIALS
+    if not path.exists():
+        return {}
+    return {
+        "MSG_NATS_USER": ADMIN,
+        "MSG_NATS_PASSWORD": json.loads(path.read_text())[ADMIN],
+    }

@@ -48,7 +48,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from tools.msgctl.bootstrap import bootstrap
 
     logs.configure("msgctl", "bootstrap")
-    asyncio.run(bootstrap())
+    env = dict(os.environ)
+    if not env.get("MSG_NATS_USER"):
+        # Against the development stack, bootstrap as its admin.
+        from libs.devstack.natsauth import dev_admin_env
+
+        env.update(dev_admin_env(args.root))
+    asyncio.run(bootstrap(env))
     return 0
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import nats
 
-from libs.bus.permissions import ADMIN, inbox_prefix
+from libs.bus.permissions import inbox_prefix
 from libs.config import Settings
-from libs.devstack.natsauth import CREDENTIALS, NatsAuth
+from libs.devstack.natsauth import CREDENTIALS, NatsAuth, dev_admin_env
 from libs.devstack.supervisor import READY_FILE
 from tools.msgctl import tail
 
@@ -86,11 +86,11 @@ def _credentials(root: Path, settings: Settings) -> tuple[str, str]:
     """The given NATS user, or the development stack's admin."""
     if settings.nats_user:
         return settings.nats_user, settings.nats_password
-    path = root / CREDENTIALS
-    if not path.exists():
+    admin = dev_admin_env(root)
+    if not admin:
         return "", ""
-    _note(f"no MSG_NATS_USER: reading as the development admin ({path})")
-    return ADMIN, json.loads(path.read_text())[ADMIN]
+    _note(f"no MSG_NATS_USER: reading as the development admin ({root / CREDENTIALS})")
+    return admin["MSG_NATS_USER"], admin["MSG_NATS_PASSWORD"]
 
 
 def run_tail(args: argparse.Namespace) -> int:
