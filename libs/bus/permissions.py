@@ -140,6 +140,8 @@ def integrator_permissions(tenant: str, user: str, prefix: str = "msg") -> Permi
             f"$JS.API.CONSUMER.INFO.{stream}.{user}",
             f"$JS.API.CONSUMER.DELETE.{stream}.{user}",
             f"$JS.ACK.{stream}.{user}.>",
+            # flow-control answers, for a push consumer delivering to its inbox
+            f"$JS.FC.{stream}.{user}.*",
         ]
     return Permissions(tuple(publish), (events, f"{inbox_prefix(user)}.>"))
 
