@@ -1,6 +1,7 @@
 """Gateway entry point.
 
-Serves:    the HTTP API and WebSocket under /api/messaging, plus /metrics,
+Serves:    the HTTP API, its OpenAPI document and the WebSocket under
+           /api/messaging (libs/schema/http.py lists them), plus /metrics,
            /healthz and /readyz on the same port
 Asks:      ingest (sends, creations) and store (queries) over NATS
 Consumes:  ``<p>.dlv.<tenant>.<user>`` for every user with an open socket

@@ -214,7 +214,9 @@ def line(stream: str, msg: Msg) -> bytes:
 class Merger:
     """History in time order across streams, then live events as they come."""
 
-    def __init__(self, readers: list[StreamReader], emit: Callable[[str, Msg], None]):
+    def __init__(
+        self, readers: list[StreamReader], emit: Callable[[str, Msg], None]
+    ) -> None:
         self._owed = {r.stream: r.backlog for r in readers}
         self._heads: dict[str, deque[Msg]] = {r.stream: deque() for r in readers}
         self._emit = emit
@@ -277,6 +279,8 @@ async def tail(
 
     def emit(stream: str, msg: Msg) -> None:
         nonlocal printed
+        if done.is_set():  # the rest of a merged batch, past --count
+            return
         if wanted and ".".join(msg.subject.split(".")[type_at]) not in wanted:
             return
         sys.stdout.buffer.write(line(stream, msg) + b"\n")
