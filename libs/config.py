@@ -21,8 +21,18 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the service cannot start."""
 
 
-def _env_field(name: str, default: object, help: str) -> object:
-    return field(default=default, metadata={"env": name, "help": help})
+# ``deploy``: the processes that must be given a variable outside the
+# development stack, because its default only suits 127.0.0.1 (or is empty).
+EVERY_SERVICE = "*"
+NOT_GATEWAY = "not gateway"  # the gateway serves its ops routes on MSG_HTTP_PORT
+
+
+def _env_field(
+    name: str, default: object, help: str, deploy: tuple[str, ...] = ()
+) -> object:
+    return field(
+        default=default, metadata={"env": name, "help": help, "deploy": deploy}
+    )
 
 
 def _coerce(raw: str, kind: type, name: str) -> object:
@@ -47,26 +57,44 @@ class Settings:
     instance: str = _env_field(
         "MSG_INSTANCE", "", "replica name shown in logs and metrics"
     )
-    nats_url: str = _env_field("MSG_NATS_URL", DEV_NATS_URL, "NATS server URL(s)")
-    nats_user: str = _env_field("MSG_NATS_USER", "", "NATS user for this service")
+    nats_url: str = _env_field(
+        "MSG_NATS_URL", DEV_NATS_URL, "NATS server URL(s)", (EVERY_SERVICE,)
+    )
+    nats_user: str = _env_field(
+        "MSG_NATS_USER", "", "NATS user for this service", (EVERY_SERVICE,)
+    )
     nats_password: str = _env_field(
-        "MSG_NATS_PASSWORD", "", "NATS password for this service"
+        "MSG_NATS_PASSWORD", "", "NATS password for this service", (EVERY_SERVICE,)
     )
     database_url: str = _env_field(
-        "MSG_DATABASE_URL", DEV_DATABASE_URL, "PostgreSQL DSN (store only)"
+        "MSG_DATABASE_URL",
+        DEV_DATABASE_URL,
+        "PostgreSQL DSN (store only)",
+        ("store", "bootstrap"),
     )
-    redis_url: str = _env_field("MSG_REDIS_URL", DEV_REDIS_URL, "Redis URL")
+    redis_url: str = _env_field(
+        "MSG_REDIS_URL", DEV_REDIS_URL, "Redis URL", ("abuse-guard", "presence")
+    )
     jwt_secret: str = _env_field(
-        "MSG_JWT_SECRET", "", "HS256 secret for client tokens (gateway)"
+        "MSG_JWT_SECRET", "", "HS256 secret for client tokens (gateway)", ("gateway",)
     )
     subject_prefix: str = _env_field("MSG_SUBJECT_PREFIX", "msg", "bus subject root")
     log_level: str = _env_field("MSG_LOG_LEVEL", "INFO", "log level")
-    ops_host: str = _env_field("MSG_OPS_HOST", "127.0.0.1", "ops server bind host")
-    ops_port: int = _env_field(
-        "MSG_OPS_PORT", 0, "port of /metrics, /healthz, /readyz (0 = any)"
+    ops_host: str = _env_field(
+        "MSG_OPS_HOST", "127.0.0.1", "ops server bind host", (NOT_GATEWAY,)
     )
-    http_host: str = _env_field("MSG_HTTP_HOST", "127.0.0.1", "gateway bind host")
-    http_port: int = _env_field("MSG_HTTP_PORT", 8080, "gateway HTTP port")
+    ops_port: int = _env_field(
+        "MSG_OPS_PORT",
+        0,
+        "port of /metrics, /healthz, /readyz (0 = any)",
+        (NOT_GATEWAY,),
+    )
+    http_host: str = _env_field(
+        "MSG_HTTP_HOST", "127.0.0.1", "gateway bind host", ("gateway",)
+    )
+    http_port: int = _env_field(
+        "MSG_HTTP_PORT", 8080, "gateway HTTP port", ("gateway",)
+    )
     otlp_endpoint: str = _env_field(
         "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP endpoint; empty = no export"
     )
@@ -125,6 +153,21 @@ class Settings:
                 "(make run writes a development one to .data/dev-jwt-secret)"
             )
         return self.jwt_secret
+
+
+def deployment_variables(process: str) -> list[str]:
+    """The variables ``process`` (a service, or ``bootstrap``) must be given
+    outside the development stack."""
+    out = []
+    for f in fields(Settings):
+        deploy = f.metadata.get("deploy", ())
+        if (
+            process in deploy
+            or (EVERY_SERVICE in deploy)
+            or (NOT_GATEWAY in deploy and process not in {"gateway", "bootstrap"})
+        ):
+            out.append(f.metadata["env"])
+    return out
 
 
 def documented_variables() -> dict[str, str]:

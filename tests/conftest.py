@@ -22,6 +22,7 @@ import nats
 import pytest
 from redis.asyncio import Redis
 
+from libs.bus.permissions import ADMIN, inbox_prefix
 from libs.devstack.stack import Ports, Stack
 from tests import containers
 from tests.support import Client
@@ -95,7 +96,13 @@ async def db(infra: Stack) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 async def nc(infra: Stack) -> AsyncIterator[nats.NATS]:
-    conn = await nats.connect(infra.urls["MSG_NATS_URL"])
+    """A connection as the admin user, who may do anything on the bus."""
+    conn = await nats.connect(
+        infra.urls["MSG_NATS_URL"],
+        user=ADMIN,
+        password=infra.nats_auth.password(ADMIN),
+        inbox_prefix=inbox_prefix(ADMIN),
+    )
     yield conn
     await conn.drain()
 
@@ -106,3 +113,29 @@ async def redis(infra: Stack) -> AsyncIterator[Redis]:
     client = Redis.from_url(infra.urls["MSG_REDIS_URL"], decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def no_permission_violations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which any service was refused a subject by NATS.
+
+    Services log ``nats.permission_denied`` when the server refuses one of
+    their publishes or subscriptions; the test suite runs with the same
+    permissions as every other stack, so that is always a bug.
+    """
+    if "infra" not in request.fixturenames:
+        yield
+        return
+    logs = request.getfixturevalue("infra").root / "logs"
+    offsets = {path: path.stat().st_size for path in logs.glob("*.log")}
+    yield
+    denied = []
+    for path in sorted(logs.glob("*.log")):
+        if path.name in {"nats.log", "postgres.log", "redis.log"}:
+            continue
+        with open(path, "rb") as log_file:
+            log_file.seek(offsets.get(path, 0))
+            for line in log_file.read().decode(errors="replace").splitlines():
+                if '"nats.permission_denied"' in line:
+                    denied.append(f"{path.name}: {line}")
+    assert denied == [], "services were refused subjects:\n" + "\n".join(denied)

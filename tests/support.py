@@ -291,3 +291,66 @@ async def eventually(
     while not await predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+class BusUser:
+    """A NATS connection as one user, recording what the server refused."""
+
+    def __init__(self, nc: Any, refused: list[str]) -> None:
+        self.nc = nc
+        self.refused = refused
+
+    @classmethod
+    async def connect(
+        cls, url: str, user: str, password: str, timeout: float = 10.0
+    ) -> BusUser:
+        """Retries while a server that was just told to reload does not know
+        the user yet."""
+        import nats
+
+        from libs.bus.permissions import inbox_prefix
+
+        refused: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            refused.append(str(exc))
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                nc = await nats.connect(
+                    url,
+                    user=user,
+                    password=password,
+                    inbox_prefix=inbox_prefix(user),
+                    error_cb=on_error,
+                    allow_reconnect=False,
+                    connect_timeout=2,
+                )
+            except (nats.errors.Error, OSError):  # the server hung up on us
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            refused.clear()  # failed attempts report "authorization violation"
+            return cls(nc, refused)
+
+    async def was_refused(self, what: str, timeout: float = 2.0) -> bool:
+        """Whether the server refuses ``what`` within ``timeout``.
+
+        The server's refusal can arrive after the answer to a later ping, so
+        a round trip alone does not prove there was none; nats-py reports it
+        in lower case.
+        """
+        await self.nc.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not any(what.lower() in reason.lower() for reason in self.refused):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def close(self) -> None:
+        await self.nc.close()

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from opentelemetry import trace
 
+from libs.bus.permissions import inbox_prefix
 from libs.config import Settings
 from libs.telemetry import tracing
 
@@ -43,7 +44,13 @@ async def connect(settings: Settings, **options: object) -> AsyncIterator[Client
         log.info("nats.reconnected", extra={"url": settings.nats_url})
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", extra={"error": repr(exc)})
+        # The server refused a publish or subscription: a subject missing
+        # from this service's permissions (libs/bus/permissions.py), i.e. a
+        # bug that would otherwise show only as requests timing out.
+        if "permissions violation" in str(exc).lower():
+            log.error("nats.permission_denied", extra={"error": str(exc)})
+        else:
+            log.warning("nats.error", extra={"error": repr(exc)})
 
     params: dict[str, object] = {
         "servers": settings.nats_url.split(","),
@@ -61,6 +68,7 @@ async def connect(settings: Settings, **options: object) -> AsyncIterator[Client
     if settings.nats_user:
         params["user"] = settings.nats_user
         params["password"] = settings.nats_password
+        params["inbox_prefix"] = inbox_prefix(settings.nats_user)
     params.update(options)
     nc = await nats.connect(**params)
     log.info("nats.connected", extra={"url": nc.connected_url.netloc})

@@ -1,8 +1,10 @@
 """Every subject on the bus, built in one place.
 
-The tenant is always the token right after the kind (``evt``, ``cmd``, ...),
-so one permission such as ``msg.evt.<tenant>.>`` confines an integrator to a
-single tenant.
+The tenant is the token right after the kind (``evt``, ``cmd``, ...), so one
+permission such as ``msg.evt.<tenant>.>`` confines an integrator to a single
+tenant; only dead letters put the consumer first. ``catalogue.py`` describes
+each of these (payload, publishers, subscribers, stream) for the contracts
+and the NATS permissions, and a test checks it against the methods here.
 
 =========================================  =======================================
 subject                                    meaning
@@ -97,3 +99,15 @@ class Subjects:
     def tenant_of(subject: str) -> str:
         """The tenant token of any subject built here."""
         return subject.split(".", 3)[2]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether NATS would deliver ``subject`` to a subscription on ``pattern``
+    (``*`` is one token, a final ``>`` one or more)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)

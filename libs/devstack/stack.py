@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.bus.permissions import ADMIN
+from libs.devstack.natsauth import NatsAuth
 from libs.devstack.servers import (
     LOOPBACK,
     ManagedProcess,
@@ -169,6 +171,10 @@ class Stack:
         self.postgres = PostgresServer(root, ports.postgres)
         self.redis = RedisServer(root, ports.redis)
         self.services: list[ServiceProcess] = []
+        # One NATS user per service, an admin and integrators, with passwords
+        # kept in ``root``. An external NATS server that does not check them
+        # accepts the connections all the same.
+        self.nats_auth = NatsAuth.load_or_create(root)
 
     # ------------------------------------------------------------ infra
 
@@ -199,13 +205,16 @@ class Stack:
                 "MSG_DEV_NATS_PORT / MSG_DEV_POSTGRES_PORT / MSG_DEV_REDIS_PORT"
             )
         for _, server, _ in embedded:
-            server.start()
+            if server is self.nats:
+                self.nats.start(config=self.nats_auth.server_config())
+            else:
+                server.start()
         log.info("devstack.infra_started", extra=self.urls)
 
     def bootstrap(self) -> None:
         from tools.msgctl.bootstrap import bootstrap
 
-        asyncio.run(bootstrap(self.base_env()))
+        asyncio.run(bootstrap(self.admin_env()))
 
     # --------------------------------------------------------- services
 
@@ -222,8 +231,13 @@ class Stack:
         env.update(self.extra_env)
         return env
 
+    def admin_env(self) -> dict[str, str]:
+        """Settings of a process that may do anything on the bus (bootstrap)."""
+        return {**self.base_env(), **self.nats_auth.env(ADMIN)}
+
     def make_service(self, service: str, index: int) -> ServiceProcess:
         env = self.base_env()
+        env.update(self.nats_auth.env(service))
         env["MSG_INSTANCE"] = f"{service}-{index}"
         ops_port = (
             self.ports.ops_base + 10 * SERVICES.index(service) + index

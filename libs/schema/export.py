@@ -1,18 +1,21 @@
-"""Generates ``contracts/``: the JSON Schemas integrators read.
+"""Generates ``contracts/``: what integrators and client developers read.
 
-The schemas are derived from the msgspec structs, never written by hand;
-``msgctl contracts`` rewrites them and a test fails when they are stale.
+* ``schemas/``: a JSON Schema (2020-12) per payload, from the msgspec structs;
+* ``asyncapi.json``: every bus channel and the WebSocket (AsyncAPI 3.0);
+* ``openapi.json``: the gateway's HTTP API (OpenAPI 3.1).
+
+All derived from the code, never written by hand; ``msgctl contracts``
+rewrites them and a test fails when they are stale.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from libs.schema import api, events
+from libs.schema import api, asyncapi, events, frames, openapi
 
 # contracts/schemas/<group>/<name>.json -> the type it describes
 SCHEMA_TYPES: dict[str, Any] = {
@@ -43,12 +46,17 @@ SCHEMA_TYPES: dict[str, Any] = {
     "http/send-request": api.SendRequest,
     "http/create-conversation-request": api.CreateConversationRequest,
     "http/message": api.Message,
+    "http/message-page": api.MessagePage,
+    "http/conversation": api.Conversation,
+    "http/conversation-page": api.ConversationPage,
     "http/error": api.HttpError,
+    "websocket/server-frame": frames.ServerFrame,
+    "websocket/client-frame": frames.ClientFrame,
+    "delivery/frame": frames.DeliveredFrame,
 }
 
 
-def _dump(document: Any) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+_dump = openapi.dump
 
 
 def render() -> dict[str, str]:
@@ -59,7 +67,16 @@ def render() -> dict[str, str]:
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"urn:messaging:{name.replace('/', ':')}"
         files[f"schemas/{name}.json"] = _dump(schema)
+    files["asyncapi.json"] = _dump(asyncapi.document())
+    files["openapi.json"] = openapi.encoded().decode()
     return files
+
+
+def render_infra() -> dict[str, str]:
+    """Relative path under ``infra/`` -> file content (generated configs)."""
+    from libs.bus import serverconf
+
+    return {"nats/nats.conf": serverconf.container_config()}
 
 
 def write(root: Path, files: dict[str, str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Gateway entry point.
 
-Serves:    the HTTP API and WebSocket under /api/messaging, plus /metrics,
+Serves:    the HTTP API, its OpenAPI document and the WebSocket under
+           /api/messaging (libs/schema/http.py lists them), plus /metrics,
            /healthz and /readyz on the same port
 Asks:      ingest (sends, creations) and store (queries) over NATS
 Consumes:  ``<p>.dlv.<tenant>.<user>`` for every user with an open socket
@@ -16,10 +17,12 @@ from aiohttp import web
 
 from libs import auth
 from libs.bus.connection import connect
+from libs.schema import openapi
+from libs.schema.http import ENDPOINTS
 from libs.service import Runtime, ops_routes, run
 from services.gateway.backend import Backend
 from services.gateway.errors import error_middleware
-from services.gateway.http_api import BASE, MessagingApi
+from services.gateway.http_api import MessagingApi
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.sessions import CLOSE_GOING_AWAY, Sessions
 from services.gateway.websocket import WebSocketEndpoint
@@ -49,8 +52,21 @@ def build_app(
         client_max_size=MAX_REQUEST_BYTES,
         middlewares=[metrics.middleware(), error_middleware],
     )
-    app.add_routes(api.routes())
-    app.add_routes([web.get(f"{BASE}/ws", sockets.handle)])
+    document = openapi.encoded()
+
+    async def openapi_document(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    # Every documented endpoint, and only those (a missing handler is a
+    # KeyError at start-up, not an undocumented or dead route).
+    handlers = {
+        **api.handlers(),
+        "websocket": sockets.handle,
+        "openapi": openapi_document,
+    }
+    app.add_routes(
+        [web.route(e.method, e.path, handlers[e.operation]) for e in ENDPOINTS]
+    )
     app.add_routes(ops_routes(rt))
     return app
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
@@ -39,7 +40,7 @@ from services.gateway.backend import Backend
 from services.gateway.errors import ApiError
 
 T = TypeVar("T")
-BASE = "/api/messaging"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ID = re.compile(TOKEN_PATTERN)
 
 
@@ -117,14 +118,15 @@ class MessagingApi:
         self._subjects = subjects
         self._tokens = tokens
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(BASE, self.send),
-            web.get(BASE, self.list_messages),
-            web.post(f"{BASE}/conversations", self.create_conversation),
-            web.get(f"{BASE}/conversations", self.list_conversations),
-            web.get(f"{BASE}/conversations/{{conversation_id}}", self.get_conversation),
-        ]
+    def handlers(self) -> dict[str, Handler]:
+        """Handlers by operation id (``libs.schema.http.ENDPOINTS``)."""
+        return {
+            "send": self.send,
+            "list_messages": self.list_messages,
+            "create_conversation": self.create_conversation,
+            "list_conversations": self.list_conversations,
+            "get_conversation": self.get_conversation,
+        }
 
     def principal(self, request: web.Request) -> auth.Principal:
         return authenticate(self._tokens, bearer_token(request))

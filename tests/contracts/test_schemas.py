@@ -10,11 +10,13 @@ import msgspec
 from libs.schema import export
 from libs.schema.events import Event, MessageAccepted
 
-CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "contracts"
 
 
-def test_generated_schemas_are_current() -> None:
+def test_generated_contracts_are_current() -> None:
     stale = export.stale(CONTRACTS, export.render())
+    stale += export.stale(ROOT / "infra", export.render_infra())
 
     assert stale == [], f"run `msgctl contracts` and commit: {stale}"
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from libs.devstack.natsauth import dev_admin_env
 from tools.loadgen import ceiling, report
 from tools.loadgen.cli import execute
 from tools.loadgen.profile import LoadProfile
@@ -167,7 +168,7 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         if peer is not None:
             peer.stop()
     print("\n=== JetStream publish-and-ack from Python (the ceiling for POST) ===")
-    top = asyncio.run(ceiling.measure(ready["nats"]))
+    top = asyncio.run(ceiling.measure(ready["nats"], dev_admin_env(args.root)))
     summary["ceiling"] = top
     one = (
         f"{top['sequential_per_s']}/s (p50 {top['sequential_p50_ms']:.2f} ms, "

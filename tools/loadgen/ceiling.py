@@ -14,12 +14,25 @@ import nats
 from hdrh.histogram import HdrHistogram
 from nats.js.api import StreamConfig
 
+from libs.bus.permissions import inbox_prefix
+
 STREAM = "BENCH_CEILING"
 PAYLOAD = b"x" * 350
 
 
-async def measure(nats_url: str, count: int = 20_000, in_flight: int = 256) -> dict:
-    nc = await nats.connect(nats_url)
+async def measure(
+    nats_url: str,
+    credentials: dict[str, str],
+    count: int = 20_000,
+    in_flight: int = 256,
+) -> dict:
+    """``credentials``: the stack's admin (``MSG_NATS_USER``/``PASSWORD``)."""
+    nc = await nats.connect(
+        nats_url,
+        user=credentials.get("MSG_NATS_USER"),
+        password=credentials.get("MSG_NATS_PASSWORD"),
+        inbox_prefix=inbox_prefix(credentials.get("MSG_NATS_USER", "")),
+    )
     js = nc.jetstream()
     try:
         await js.add_stream(StreamConfig(name=STREAM, subjects=["bench.ceiling.>"]))

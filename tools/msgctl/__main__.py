@@ -7,6 +7,11 @@ msgctl token --tenant T --user U print a token the running stack accepts
 msgctl listen --tenant T --user U  print a user's live WebSocket events
 msgctl limits set|get|clear --tenant T [--user U] [--limit N --window S
        --duplicate-window S]    send limits, applied at once without restart
+msgctl integrator add --tenant T --name N   NATS credentials for an integrator
+msgctl tail --tenant T [--since TIME|SEQ]   follow a tenant's events
+msgctl contracts [--check]       regenerate contracts/ from the code
+msgctl loadtest [--rate R ...]   open-model load test with an SLO verdict
+msgctl bench [--sweep R1,R2..]   baseline vs the socketio peer vs JetStream
 """
 
 from __future__ import annotations
@@ -48,7 +53,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from tools.msgctl.bootstrap import bootstrap
 
     logs.configure("msgctl", "bootstrap")
-    asyncio.run(bootstrap())
+    env = dict(os.environ)
+    if not env.get("MSG_NATS_USER"):
+        # Against the development stack, bootstrap as its admin.
+        from libs.devstack.natsauth import dev_admin_env
+
+        env.update(dev_admin_env(args.root))
+    asyncio.run(bootstrap(env))
     return 0
 
 
@@ -78,14 +89,19 @@ def cmd_limits(args: argparse.Namespace) -> int:
 def cmd_contracts(args: argparse.Namespace) -> int:
     from libs.schema import export
 
-    files = export.render()
+    targets = ((args.out, export.render()), (args.infra, export.render_infra()))
     if args.check:
-        stale = export.stale(args.out, files)
-        for rel in stale:
-            print(f"stale: contracts/{rel}")
+        stale = [
+            f"{root}/{rel}"
+            for root, files in targets
+            for rel in export.stale(root, files)
+        ]
+        for path in stale:
+            print(f"stale: {path}")
         return 1 if stale else 0
-    for rel in export.write(args.out, files):
-        print(f"wrote contracts/{rel}")
+    for root, files in targets:
+        for rel in export.write(root, files):
+            print(f"wrote {root}/{rel}")
     return 0
 
 
@@ -99,6 +115,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tools.loadgen.bench import run_command
 
     return run_command(args, _secret(args.root))
+
+
+def cmd_integrator(args: argparse.Namespace) -> int:
+    from tools.msgctl import integrator
+
+    if args.action == "add":
+        return integrator.add(args.root, args.tenant, args.name)
+    if args.action == "remove":
+        return integrator.remove(args.root, args.tenant, args.name)
+    return integrator.show(args.root)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from tools.msgctl.integrator import run_tail
+
+    logs.configure("msgctl", "tail", "WARNING")
+    return run_tail(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,8 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     stk.add_argument("--scale", type=int, default=int(os.environ.get("SCALE", "1")))
     stk.set_defaults(func=cmd_stack)
 
-    contracts = sub.add_parser("contracts", help="regenerate contracts/ from code")
+    contracts = sub.add_parser(
+        "contracts", help="regenerate contracts/ and infra/nats/ from code"
+    )
     contracts.add_argument("--out", type=Path, default=Path("contracts"))
+    contracts.add_argument("--infra", type=Path, default=Path("infra"))
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
 
@@ -132,6 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_loadtest(sub).set_defaults(func=cmd_loadtest)
     add_bench(sub).set_defaults(func=cmd_bench)
+
+    integ = sub.add_parser(
+        "integrator", help="NATS users of integrators (development stack)"
+    )
+    integ.add_argument("action", choices=["add", "remove", "list"])
+    integ.add_argument("--tenant")
+    integ.add_argument("--name", default="default", help="lowercase letters, digits")
+    integ.set_defaults(func=cmd_integrator)
+
+    tail = sub.add_parser("tail", help="follow a tenant's events from the streams")
+    tail.add_argument("--tenant", required=True)
+    tail.add_argument(
+        "--since",
+        help="a MESSAGES seq, a duration ago (15m, 2h, 1d) or an RFC 3339 time; "
+        "default: only new events",
+    )
+    tail.add_argument(
+        "--types", help="comma-separated event types, e.g. message.accepted"
+    )
+    tail.add_argument("--count", type=int, default=0, help="stop after N events")
+    tail.set_defaults(func=cmd_tail)
 
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)
