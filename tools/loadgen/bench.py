@@ -23,8 +23,9 @@ from typing import Any
 
 from libs.devstack.natsauth import dev_admin_env
 from tools.loadgen import ceiling, report
-from tools.loadgen.cli import execute
+from tools.loadgen.cli import execute, limit_setter
 from tools.loadgen.profile import LoadProfile
+from tools.loadgen.runner import LimitSetter
 
 PEER_PORT = 8090
 
@@ -124,10 +125,14 @@ def side_by_side(ours: dict[str, float], peer: dict[str, float] | None) -> str:
 
 
 async def _one(
-    profile: LoadProfile, secret: str, out: Path, peer_url: str | None
+    profile: LoadProfile,
+    secret: str,
+    out: Path,
+    peer_url: str | None,
+    limits: LimitSetter | None = None,
 ) -> dict[str, Any]:
     if peer_url is None:
-        return await execute(profile, secret, out, quiet=False)
+        return await execute(profile, secret, out, False, set_limits=limits)
     return await execute(
         replace(profile, gateways=[peer_url]), secret, out, False, True
     )
@@ -154,9 +159,9 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         for rate in rates:
             profile = replace(base, rate=rate)
             print(f"\n=== messaging backend at {rate:g} sends/s ===")
-            ours = _row(
-                asyncio.run(_one(profile, secret, out / f"ours-{rate:g}", None))
-            )
+            ours_out = out / f"ours-{rate:g}"
+            setter = limit_setter(ready["redis"])
+            ours = _row(asyncio.run(_one(profile, secret, ours_out, None, setter)))
             theirs = None
             if peer is not None:
                 print(f"\n=== python-socketio peer at {rate:g} sends/s ===")

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
+from libs.limits import LimitOverride, set_override
 from tools.loadgen import report
 from tools.loadgen.profile import LoadProfile
-from tools.loadgen.runner import LoadRun
+from tools.loadgen.runner import LimitSetter, LoadRun
 from tools.loadgen.target import MessagingTarget, SocketIoTarget
 
 
@@ -47,15 +49,42 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def gateways_of(root: Path) -> list[str]:
+def _ready(root: Path) -> dict[str, Any]:
     ready = root / "run" / "ready.json"
-    if ready.exists():
-        return json.loads(ready.read_text())["gateways"]
-    return ["http://127.0.0.1:8080"]
+    return json.loads(ready.read_text()) if ready.exists() else {}
+
+
+def gateways_of(root: Path) -> list[str]:
+    return _ready(root).get("gateways", ["http://127.0.0.1:8080"])
+
+
+def limit_setter(redis_url: str | None) -> LimitSetter | None:
+    """Sets the abusers' own limit through the abuse guard's overrides, so the
+    run knows exactly which of their sends are over it."""
+    if not redis_url:
+        return None
+
+    async def set_limits(
+        users: list[tuple[str, str]], limit: int, window: float
+    ) -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            override = LimitOverride(limit=limit, window=max(1, round(window)))
+            for tenant, user in users:
+                await set_override(redis, tenant, override, user)
+        finally:
+            await redis.aclose()
+
+    return set_limits
 
 
 async def execute(
-    profile: LoadProfile, secret: str, out: Path, quiet: bool, peer: bool = False
+    profile: LoadProfile,
+    secret: str,
+    out: Path,
+    quiet: bool,
+    peer: bool = False,
+    set_limits: LimitSetter | None = None,
 ) -> dict[str, Any]:
     """Run one profile; print its SLO table, write its files, return the result."""
     if peer:
@@ -65,7 +94,7 @@ async def execute(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         kind = SocketIoTarget if peer else MessagingTarget
         target = kind(profile.gateways, secret, session)
-        run = LoadRun(profile, target, progress=not quiet)
+        run = LoadRun(profile, target, set_limits=set_limits, progress=not quiet)
         try:
             await run.setup()
             await run.load()
@@ -93,5 +122,8 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         gateways=args.gateway or gateways_of(args.root),
     )
     out = args.out or Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
-    result = asyncio.run(execute(profile, secret, out, args.quiet, peer=args.peer))
+    setter = None if args.peer else limit_setter(_ready(args.root).get("redis"))
+    result = asyncio.run(
+        execute(profile, secret, out, args.quiet, peer=args.peer, set_limits=setter)
+    )
     return 0 if report.passed(result) else 1
