@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import nats
 import pytest
+import redis.asyncio as redis
 
 from libs.devstack.stack import Ports, Stack
 from tests import containers
@@ -29,6 +30,11 @@ log = logging.getLogger("tests")
 
 # Short enough that a test can outlive it (late client_msg_id retries).
 TEST_DUPLICATE_WINDOW = "3"
+# Presence timing, shortened so that a killed gateway's users go offline in
+# seconds (production defaults: TTL 15 s, heartbeat 5 s, grace 2.5 s).
+TEST_PRESENCE_TTL = 3.0
+TEST_PRESENCE_HEARTBEAT = 1.0
+TEST_PRESENCE_GRACE = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +55,12 @@ def infra(stack_root: Path) -> Iterator[Stack]:
         stack_root,
         Ports.free(),
         jwt_secret=secrets.token_urlsafe(48),
-        extra_env={"MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW},
+        extra_env={
+            "MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW,
+            "MSG_PRESENCE_TTL": str(TEST_PRESENCE_TTL),
+            "MSG_PRESENCE_HEARTBEAT": str(TEST_PRESENCE_HEARTBEAT),
+            "MSG_PRESENCE_GRACE": str(TEST_PRESENCE_GRACE),
+        },
         external=external,
     )
     try:
@@ -97,3 +108,10 @@ async def nc(infra: Stack) -> AsyncIterator[nats.NATS]:
     conn = await nats.connect(infra.urls["MSG_NATS_URL"])
     yield conn
     await conn.drain()
+
+
+@pytest.fixture(scope="session")
+async def redis_client(infra: Stack) -> AsyncIterator[redis.Redis]:
+    client = redis.from_url(infra.urls["MSG_REDIS_URL"])
+    yield client
+    await client.aclose()

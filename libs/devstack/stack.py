@@ -33,7 +33,7 @@ from libs.devstack.servers import (
 log = logging.getLogger("devstack")
 
 # Services in start order; the gateway last, so it finds the others up.
-SERVICES = ("store", "fanout", "ingest", "gateway")
+SERVICES = ("store", "fanout", "ingest", "presence", "gateway")
 # Settings a developer may give `make run` that reach every service.
 PASSED_THROUGH = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -41,6 +41,9 @@ PASSED_THROUGH = (
     "MSG_RETENTION_DAYS",
     "MSG_DUPLICATE_WINDOW",
     "MSG_WS_QUEUE_SIZE",
+    "MSG_PRESENCE_TTL",
+    "MSG_PRESENCE_HEARTBEAT",
+    "MSG_PRESENCE_GRACE",
 )
 
 

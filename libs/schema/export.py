@@ -36,10 +36,16 @@ SCHEMA_TYPES: dict[str, Any] = {
     "queries/conversation.get": api.GetConversation,
     "queries/conversation.get.reply": api.ConversationReply,
     "queries/conversation.project": api.ProjectConversation,
+    "presence/report": api.PresenceReport,
+    "presence/report.reply": api.PresenceReportReply,
+    "presence/query": api.PresenceQuery,
+    "presence/query.reply": api.PresenceQueryReply,
     "http/send-request": api.SendRequest,
     "http/create-conversation-request": api.CreateConversationRequest,
     "http/message": api.Message,
     "http/error": api.HttpError,
+    "http/presence": api.PresenceList,
+    "ws/presence-update": api.PresenceUpdate,
 }
 
 

@@ -1,4 +1,4 @@
-"""The HTTP API under ``/api/messaging``: messages and conversations.
+"""The HTTP API under ``/api/messaging``: messages, conversations, presence.
 
 The tenant always comes from the token, never from the request.
 """
@@ -18,6 +18,7 @@ from libs.schema import errors
 from libs.schema.api import (
     PAGE_DEFAULT,
     PAGE_MAX,
+    PRESENCE_QUERY_MAX,
     ConversationPageReply,
     ConversationReply,
     CreateConversation,
@@ -27,6 +28,9 @@ from libs.schema.api import (
     ListConversations,
     ListMessages,
     MessagePageReply,
+    PresenceList,
+    PresenceQuery,
+    PresenceQueryReply,
     SendMessage,
     SendReply,
     SendRequest,
@@ -102,6 +106,27 @@ def _checked_id(value: str, name: str) -> str:
     return value
 
 
+def _query_user_ids(request: web.Request) -> list[str]:
+    """``user_ids=a,b,c`` (or repeated), each once, in the order given."""
+    raw = ",".join(request.query.getall("user_ids", []))
+    if not raw:
+        raise ApiError(errors.INVALID_REQUEST, "query parameter user_ids is required")
+    user_ids = list(dict.fromkeys(raw.split(",")))
+    if len(user_ids) > PRESENCE_QUERY_MAX:
+        raise ApiError(
+            errors.INVALID_REQUEST,
+            f"at most {PRESENCE_QUERY_MAX} user_ids per request",
+        )
+    for user_id in user_ids:
+        if not _ID.match(user_id):
+            raise ApiError(
+                errors.INVALID_REQUEST,
+                "user_ids must be comma-separated user ids; "
+                f"{user_id[:70]!r} is not one",
+            )
+    return user_ids
+
+
 class MessagingApi:
     def __init__(self, backend: Backend, subjects: Subjects, jwt_secret: str) -> None:
         self._backend = backend
@@ -115,6 +140,7 @@ class MessagingApi:
             web.post(f"{BASE}/conversations", self.create_conversation),
             web.get(f"{BASE}/conversations", self.list_conversations),
             web.get(f"{BASE}/conversations/{{conversation_id}}", self.get_conversation),
+            web.get(f"{BASE}/presence", self.presence),
         ]
 
     def principal(self, request: web.Request) -> auth.Principal:
@@ -217,3 +243,17 @@ class MessagingApi:
         if reply.error is not None:
             raise ApiError.from_info(reply.error)
         return json_response(reply.conversation)
+
+    async def presence(self, request: web.Request) -> web.Response:
+        """Status and last_seen of users of the caller's own tenant."""
+        who = self.principal(request)
+        query = PresenceQuery(tenant=who.tenant, user_ids=_query_user_ids(request))
+        reply = await self._backend.call(
+            self._subjects.presence_query(who.tenant),
+            query,
+            PresenceQueryReply,
+            "presence",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(PresenceList(users=reply.users))
