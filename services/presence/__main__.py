@@ -39,7 +39,9 @@ async def serve(rt: Runtime) -> None:
             client, ttl=settings.presence_ttl, grace=settings.presence_grace
         )
         publisher = TransitionPublisher(nc.jetstream(), rt.subjects, metrics)
-        sweeper = Sweeper(store, publisher, metrics)
+        # One heartbeat round, plus room for the gateways' report batching.
+        first_sweep = settings.presence_heartbeat + 1.0
+        sweeper = Sweeper(store, publisher, metrics, start_after=first_sweep)
         handlers = PresenceHandlers(store, publisher, metrics)
         responder = Responder(nc, rt.registry, unavailable=UNAVAILABLE)
         await responder.serve(

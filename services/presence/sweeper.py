@@ -5,6 +5,12 @@ is announced once. Between sweeps a replica sleeps until the earliest due
 time Redis reported, but never longer than ``interval``, since a due time
 added by another replica may come sooner than the one it knew. A due
 offline is therefore announced at most ``interval`` late, usually at once.
+
+A starting replica waits one heartbeat round (``start_after``) before its
+first sweep. After every replica was down for longer than the TTL, all
+leases in Redis have run out; the gateways' next heartbeats renew those of
+live sockets, and only what is still expired after them goes offline, rather
+than every user flapping offline and back.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Sweeper:
         publisher: TransitionPublisher,
         metrics: PresenceMetrics,
         *,
+        start_after: float,
         interval: float = INTERVAL,
         limit: int = LIMIT,
     ) -> None:
@@ -40,9 +47,11 @@ class Sweeper:
         self._metrics = metrics
         self._interval = interval
         self._limit = limit
+        self._start_after = start_after
         self.healthy = True
 
     async def run(self, stopping: asyncio.Event) -> None:
+        await wait_event(stopping, self._start_after)
         while not stopping.is_set():
             try:
                 sweep = await self._store.sweep(self._limit)
