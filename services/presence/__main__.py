@@ -25,15 +25,21 @@ from services.presence.publisher import TransitionPublisher
 from services.presence.store import UNAVAILABLE, PresenceStore
 from services.presence.sweeper import Sweeper
 
+REDIS_CONNECTIONS = 32
+
 
 async def serve(rt: Runtime) -> None:
     settings = rt.settings
-    async with (
-        redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        ) as client,
-        connect(settings) as nc,
-    ):
+    # Bounded: a burst of reports waits for a connection (up to its timeout)
+    # rather than opening one per request in flight.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=2,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+    )
+    async with redis.Redis.from_pool(pool) as client, connect(settings) as nc:
         metrics = PresenceMetrics(rt.registry)
         store = PresenceStore(
             client, ttl=settings.presence_ttl, grace=settings.presence_grace

@@ -67,3 +67,41 @@ async def test_presence_down_longer_than_the_ttl(stack: Stack, client: Client) -
     }
     for ws in (alice, bob, carol):
         await ws.close()
+
+
+async def test_redis_down_is_a_503_and_presence_resumes(
+    stack: Stack, client: Client
+) -> None:
+    if "MSG_REDIS_URL" in stack.external:
+        pytest.skip("Redis runs in a container here; only the embedded one is stopped")
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+    alice = await client.ws(tenant, "alice")
+    bob = await client.ws(tenant, "bob")
+    await alice.presence_of("bob")
+
+    await asyncio.to_thread(stack.redis.stop)
+    try:
+        while_down = await client.request(
+            "GET",
+            "/api/messaging/presence",
+            token=client.token(tenant, "alice"),
+            params={"user_ids": "bob"},
+        )
+        sent = await client.send(tenant, "alice", conv["id"], "no redis needed")
+        delivered = await bob.next_event("messages:new")
+    finally:
+        await asyncio.to_thread(stack.redis.start)
+
+    assert while_down.status == 503
+    assert while_down.body["error"]["code"] == "unavailable"
+    assert "Retry-After" in while_down.headers
+    assert delivered["id"] == sent.body["id"]
+    carol = await client.ws(tenant, "carol")
+    assert (await alice.presence_of("carol"))["status"] == "online"
+    assert await _statuses(client, tenant, "bob", "carol") == {
+        "bob": "online",
+        "carol": "online",
+    }
+    for ws in (alice, bob, carol):
+        await ws.close()
