@@ -8,6 +8,11 @@ user's own. The frame is encoded once per event.
 Presence replicas publish concurrently, so two events of one user may arrive
 out of order; their ``at`` times strictly increase per user, and an event no
 newer than the last one forwarded for that user is dropped.
+
+Known shortcoming: each socket gets every transition in its tenant. That
+suits company-sized tenants, but when N users of one tenant reconnect at
+once it writes N² frames. A very large tenant needs subscriptions (only the
+users a client shows) instead.
 """
 
 from __future__ import annotations

@@ -5,6 +5,13 @@ a report is answered without waiting for NATS: the events queue up and one
 task publishes them, retrying with back-off until JetStream acknowledges
 each. The event id is fixed when the transition is queued and sent as
 ``Nats-Msg-Id``, so a retry after a lost acknowledgement is not stored twice.
+
+Known shortcoming: a replica that dies between deciding a transition in Redis
+and publishing it (a window of milliseconds) loses that one event. Redis, the
+status endpoint and the user's next transition stay right, but peers keep
+showing the old status until then. An outbox (a Redis stream the scripts
+append to, read by a consumer group) would close the gap; until then the
+window is only as wide as the publish queue.
 """
 
 from __future__ import annotations

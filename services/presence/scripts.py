@@ -16,6 +16,11 @@ user ids never hold a colon, a lease name may):
 A lease is one socket (``<gateway>/<connection>``). Every time is the Redis
 server's clock, so replicas and gateways never compare clocks, and a user's
 transitions get strictly increasing ``at`` times (the latest one wins).
+
+Known shortcoming: standalone Redis (or one primary) only. The scripts build
+key names inside rather than receiving them all as KEYS, and one sorted set
+holds every tenant's leases, which Redis Cluster refuses. Running on a cluster
+takes hash-tagged keys per shard and a sweep per shard.
 """
 
 from __future__ import annotations

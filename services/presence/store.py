@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 import redis.asyncio as redis
 import redis.exceptions
@@ -22,6 +23,10 @@ UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 KEY_PREFIX = "presence:"
 LAST_SEEN_KEPT = 30 * 24 * 3600.0  # seconds a user's last_seen outlives them
+
+# Why a user went online or offline: a first socket opened, the last one
+# closed (and its grace ended), or the last lease ran out.
+Cause = Literal["connected", "disconnected", "expired"]
 
 
 def from_millis(ms: int) -> datetime:
@@ -38,7 +43,7 @@ class Transition:
     status: PresenceStatus
     at_ms: int
     last_seen_ms: int
-    cause: str  # connected | disconnected | expired
+    cause: Cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +121,7 @@ class PresenceStore:
                 status="offline",
                 at_ms=int(flat[i + 3]),
                 last_seen_ms=int(flat[i + 4]),
-                cause=_text(flat[i + 5]),
+                cause=cast(Cause, _text(flat[i + 5])),
             )
             for i in range(0, len(flat), 6)
         ]
