@@ -129,6 +129,32 @@ class Settings:
         30.0,
         "seconds a same-body resend to a conversation is refused (0 = off)",
     )
+    presence_ttl: float = _env_field(
+        "MSG_PRESENCE_TTL",
+        15.0,
+        "seconds a socket's presence lease lives without a heartbeat",
+    )
+    presence_heartbeat: float = _env_field(
+        "MSG_PRESENCE_HEARTBEAT",
+        5.0,
+        "seconds between a gateway's heartbeats for its sockets",
+    )
+    presence_grace: float = _env_field(
+        "MSG_PRESENCE_GRACE",
+        2.5,
+        "seconds a user's last socket may be gone before they are offline",
+    )
+
+    def __post_init__(self) -> None:
+        # Three heartbeats per lease: one late or lost report never expires
+        # a live socket.
+        if not 0 < 3 * self.presence_heartbeat <= self.presence_ttl:
+            raise ConfigError(
+                "MSG_PRESENCE_HEARTBEAT must be positive and at most a third "
+                "of MSG_PRESENCE_TTL"
+            )
+        if self.presence_grace < 0:
+            raise ConfigError("MSG_PRESENCE_GRACE must not be negative")
 
     @classmethod
     def from_env(

@@ -31,6 +31,11 @@ log = logging.getLogger("tests")
 
 # Short enough that a test can outlive it (late client_msg_id retries).
 TEST_DUPLICATE_WINDOW = "3"
+# Presence timing, shortened so that a killed gateway's users go offline in
+# seconds (production defaults: TTL 15 s, heartbeat 5 s, grace 2.5 s).
+TEST_PRESENCE_TTL = 3.0
+TEST_PRESENCE_HEARTBEAT = 1.0
+TEST_PRESENCE_GRACE = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +56,12 @@ def infra(stack_root: Path) -> Iterator[Stack]:
         stack_root,
         Ports.free(),
         jwt_secret=secrets.token_urlsafe(48),
-        extra_env={"MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW},
+        extra_env={
+            "MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW,
+            "MSG_PRESENCE_TTL": str(TEST_PRESENCE_TTL),
+            "MSG_PRESENCE_HEARTBEAT": str(TEST_PRESENCE_HEARTBEAT),
+            "MSG_PRESENCE_GRACE": str(TEST_PRESENCE_GRACE),
+        },
         external=external,
     )
     try:
@@ -139,3 +149,11 @@ def no_permission_violations(request: pytest.FixtureRequest) -> Iterator[None]:
                 if '"nats.permission_denied"' in line:
                     denied.append(f"{path.name}: {line}")
     assert denied == [], "services were refused subjects:\n" + "\n".join(denied)
+
+
+@pytest.fixture(scope="session")
+async def redis_client(infra: Stack) -> AsyncIterator[Redis]:
+    """The stack's Redis, answering bytes (what the services' scripts see)."""
+    client = Redis.from_url(infra.urls["MSG_REDIS_URL"])
+    yield client
+    await client.aclose()

@@ -103,6 +103,18 @@ class WsClient:
                 frames.append(frame)
         return frames
 
+    async def presence_of(self, user_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next ``presence:update`` about ``user_id``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no presence:update about {user_id}")
+            data = await self.next_event("presence:update", remaining)
+            if data["user_id"] == user_id:
+                return data
+
     async def close(self) -> None:
         await self.ws.close()
 

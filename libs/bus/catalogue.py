@@ -294,11 +294,14 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         name="presence.report",
         address="presence.{tenant}.report",
-        kind=Kind.REPORT,
-        summary="A gateway reports sockets opened, closed, or still alive.",
-        payload=Pending("PresenceReport", owner=PRESENCE),
+        kind=Kind.COMMAND,
+        summary="A gateway reports sockets opened, closed, or still alive; "
+        "answered so the gateway can retry what was not recorded.",
+        payload=api.PresenceReport,
+        reply=api.PresenceReportReply,
         publishers=frozenset({GATEWAY}),
         subscribers=frozenset({PRESENCE}),
+        headers=_REQUEST_HEADERS,
         builder="presence_report",
     ),
     Channel(
@@ -306,8 +309,8 @@ CHANNELS: tuple[Channel, ...] = (
         address="presence.{tenant}.query",
         kind=Kind.QUERY,
         summary="Who of these users is online now.",
-        payload=Pending("PresenceQuery", owner=PRESENCE),
-        reply=Pending("PresenceQueryReply", owner=PRESENCE),
+        payload=api.PresenceQuery,
+        reply=api.PresenceQueryReply,
         publishers=frozenset({GATEWAY}),
         subscribers=frozenset({PRESENCE}),
         headers=_REQUEST_HEADERS,

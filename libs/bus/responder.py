@@ -31,8 +31,15 @@ _tracer = tracing.tracer("messaging.bus")
 _INTERNAL = msgspec.json.encode(
     {"error": {"code": "internal", "message": "internal error"}}
 )
+# retry_after: the gateway turns it into the Retry-After header of its 503.
 _UNAVAILABLE = msgspec.json.encode(
-    {"error": {"code": "unavailable", "message": "a dependency is down; retry later"}}
+    {
+        "error": {
+            "code": "unavailable",
+            "message": "a dependency is down; retry later",
+            "retry_after": 1,
+        }
+    }
 )
 
 

@@ -106,10 +106,10 @@ def stream_configs(
 
 CONSUMERS = (
     ConsumerSpec(
-        MESSAGES_STREAM, STORE, ack_wait=30, max_deliver=8, max_ack_pending=20000
+        MESSAGES_STREAM, STORE, ack_wait=10, max_deliver=8, max_ack_pending=20000
     ),
     ConsumerSpec(
-        CONVERSATIONS_STREAM, STORE, ack_wait=30, max_deliver=8, max_ack_pending=5000
+        CONVERSATIONS_STREAM, STORE, ack_wait=10, max_deliver=8, max_ack_pending=5000
     ),
     ConsumerSpec(
         MESSAGES_STREAM, FANOUT, ack_wait=10, max_deliver=8, max_ack_pending=20000

@@ -35,7 +35,7 @@ from libs.devstack.servers import (
 log = logging.getLogger("devstack")
 
 # Services in start order; the gateway last, so it finds the others up.
-SERVICES = ("store", "fanout", "abuse-guard", "ingest", "gateway")
+SERVICES = ("store", "fanout", "abuse-guard", "ingest", "presence", "gateway")
 # Settings a developer may give `make run` that reach every service.
 PASSED_THROUGH = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -46,6 +46,9 @@ PASSED_THROUGH = (
     "MSG_RATE_LIMIT",
     "MSG_RATE_WINDOW",
     "MSG_DUPLICATE_SUPPRESSION_WINDOW",
+    "MSG_PRESENCE_TTL",
+    "MSG_PRESENCE_HEARTBEAT",
+    "MSG_PRESENCE_GRACE",
 )
 
 

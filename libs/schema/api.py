@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+from libs.schema.events import PresenceStatus
 from libs.schema.types import (
+    TOKEN_PATTERN,
     ClientMsgId,
     ConversationId,
     MessageId,
@@ -22,6 +24,8 @@ from libs.schema.types import (
 
 PAGE_MAX = 200
 PAGE_DEFAULT = 50
+PRESENCE_QUERY_MAX = 100  # user ids per presence query
+PRESENCE_REPORT_MAX = 1000  # socket entries per presence report
 
 # ---------------------------------------------------------------- shared parts
 
@@ -259,6 +263,87 @@ class ProjectConversation(Struct, kw_only=True):
 
     tenant: TenantId
     conversation_id: ConversationId
+
+
+# ------------------------------------------------------------- bus: presence
+
+GatewayInstance = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        description="The reporting gateway replica (its MSG_INSTANCE)",
+    ),
+]
+ConnectionId = Annotated[
+    str,
+    Meta(
+        pattern=TOKEN_PATTERN,
+        description="One socket, unique within its gateway replica",
+    ),
+]
+
+
+class SocketRef(Struct, kw_only=True):
+    """One WebSocket of a user on the reporting gateway."""
+
+    user_id: UserId
+    connection: ConnectionId
+
+
+SocketRefs = Annotated[list[SocketRef], Meta(max_length=PRESENCE_REPORT_MAX)]
+
+
+class PresenceReport(Struct, kw_only=True, omit_defaults=True):
+    """``<p>.presence.<tenant>.report``: a gateway's sockets that opened,
+    are still open (heartbeats) or closed since its last report, answered by
+    presence. Applied in that order; every entry is idempotent."""
+
+    tenant: TenantId
+    gateway: GatewayInstance
+    connects: SocketRefs = []
+    heartbeats: SocketRefs = []
+    disconnects: SocketRefs = []
+
+
+class PresenceReportReply(Struct, kw_only=True, omit_defaults=True):
+    error: ErrorInfo | None = None
+
+
+class PresenceQuery(Struct, kw_only=True):
+    """``<p>.presence.<tenant>.query``: the status of some users of a tenant."""
+
+    tenant: TenantId
+    user_ids: Annotated[list[UserId], Meta(min_length=1, max_length=PRESENCE_QUERY_MAX)]
+
+
+class UserPresence(Struct, kw_only=True):
+    """``last_seen``: the last time a socket of the user was known open
+    (null if never seen); for an online user, within one heartbeat."""
+
+    user_id: UserId
+    status: PresenceStatus
+    last_seen: Timestamp | None
+
+
+class PresenceList(Struct, kw_only=True):
+    """``GET /api/messaging/presence``: one entry per requested user."""
+
+    users: list[UserPresence]
+
+
+class PresenceQueryReply(Struct, kw_only=True, omit_defaults=True):
+    users: list[UserPresence] = []
+    error: ErrorInfo | None = None
+
+
+class PresenceUpdate(Struct, kw_only=True):
+    """Data of the ``presence:update`` WebSocket frame. For one user, the
+    update with the latest ``at`` is the current one."""
+
+    user_id: UserId
+    status: PresenceStatus
+    at: Timestamp
 
 
 class HttpError(Struct, kw_only=True):

@@ -43,6 +43,10 @@ SCHEMA_TYPES: dict[str, Any] = {
     "commands/abuse.check.reply": api.AbuseVerdict,
     "commands/abuse.release": api.AbuseRelease,
     "commands/abuse.release.reply": api.AbuseReleaseReply,
+    "presence/report": api.PresenceReport,
+    "presence/report.reply": api.PresenceReportReply,
+    "presence/query": api.PresenceQuery,
+    "presence/query.reply": api.PresenceQueryReply,
     "http/send-request": api.SendRequest,
     "http/create-conversation-request": api.CreateConversationRequest,
     "http/message": api.Message,
@@ -53,6 +57,8 @@ SCHEMA_TYPES: dict[str, Any] = {
     "websocket/server-frame": frames.ServerFrame,
     "websocket/client-frame": frames.ClientFrame,
     "delivery/frame": frames.DeliveredFrame,
+    "http/presence": api.PresenceList,
+    "ws/presence-update": api.PresenceUpdate,
 }
 
 

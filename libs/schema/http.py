@@ -119,6 +119,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         params=(Param("conversation_id", "path", "The conversation", _ID, True),),
     ),
     Endpoint(
+        "presence",
+        "GET",
+        f"{BASE}/presence",
+        "Who of these users (of my tenant) is online, and when each was last seen",
+        200,
+        response=api.PresenceList,
+        errors=(400, 401, 500, 503),
+        params=(
+            Param(
+                "user_ids",
+                "query",
+                f"Comma-separated user ids, at most {api.PRESENCE_QUERY_MAX}; "
+                "users never seen answer offline with `last_seen: null`",
+                {"type": "string"},
+                True,
+            ),
+        ),
+        tag="realtime",
+    ),
+    Endpoint(
         "websocket",
         "GET",
         f"{BASE}/ws",

@@ -3,14 +3,19 @@
 Serves:    the HTTP API, its OpenAPI document and the WebSocket under
            /api/messaging (libs/schema/http.py lists them), plus /metrics,
            /healthz and /readyz on the same port
-Asks:      ingest (sends, creations) and store (queries) over NATS
-Consumes:  ``<p>.dlv.<tenant>.<user>`` for every user with an open socket
+Asks:      ingest (sends, creations), store (queries) and presence (status)
+           over NATS
+Consumes:  ``<p>.dlv.<tenant>.<user>`` for every user with an open socket;
+           ``<p>.evt.*.presence.changed.*``, forwarded as presence:update
+Reports:   its sockets' opens, heartbeats and closes to presence
 Stops:     stops accepting, closes sockets with 1001 (clients reconnect
-           elsewhere and resume by seq), finishes requests, drains NATS
+           elsewhere and resume by seq), finishes requests, reports its
+           sockets closed, drains NATS
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -24,6 +29,8 @@ from services.gateway.backend import Backend
 from services.gateway.errors import error_middleware
 from services.gateway.http_api import MessagingApi
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.presence import PresenceReporter
+from services.gateway.presence_relay import PresenceRelay
 from services.gateway.sessions import CLOSE_GOING_AWAY, Sessions
 from services.gateway.websocket import WebSocketEndpoint
 
@@ -76,7 +83,23 @@ async def serve(rt: Runtime) -> None:
     settings.require_jwt_secret()
     async with connect(settings) as nc:
         metrics = GatewayMetrics(rt.registry)
-        sessions = Sessions(nc, rt.subjects, metrics)
+        reporter = PresenceReporter(
+            nc,
+            rt.subjects,
+            metrics,
+            gateway=settings.instance,
+            heartbeat=settings.presence_heartbeat,
+            timeout=min(settings.request_timeout, settings.presence_heartbeat),
+        )
+        sessions = Sessions(
+            nc,
+            rt.subjects,
+            metrics,
+            on_attach=reporter.connected,
+            on_detach=reporter.disconnected,
+        )
+        relay = PresenceRelay(sessions, metrics)
+        await relay.start(nc, rt.subjects)
         app = build_app(rt, nc, sessions, metrics)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
         await runner.setup()
@@ -87,11 +110,16 @@ async def serve(rt: Runtime) -> None:
             "gateway.listening",
             extra={"url": f"http://{settings.http_host}:{settings.http_port}"},
         )
+        reporting = asyncio.create_task(reporter.run())
         try:
             await rt.stopping.wait()
         finally:
+            # Sockets first, so that their closes are in the last report.
             sessions.close_all(CLOSE_GOING_AWAY, "gateway shutting down")
             await runner.cleanup()
+            await relay.stop()
+            reporter.stop()
+            await reporting
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The HTTP API under ``/api/messaging``: messages and conversations.
+"""The HTTP API under ``/api/messaging``: messages, conversations, presence.
 
 The tenant always comes from the token, never from the request.
 """
@@ -20,6 +20,7 @@ from libs.schema import errors
 from libs.schema.api import (
     PAGE_DEFAULT,
     PAGE_MAX,
+    PRESENCE_QUERY_MAX,
     ConversationPageReply,
     ConversationReply,
     CreateConversation,
@@ -29,6 +30,9 @@ from libs.schema.api import (
     ListConversations,
     ListMessages,
     MessagePageReply,
+    PresenceList,
+    PresenceQuery,
+    PresenceQueryReply,
     SendMessage,
     SendReply,
     SendRequest,
@@ -110,6 +114,27 @@ def _checked_id(value: str, name: str) -> str:
     return value
 
 
+def _query_user_ids(request: web.Request) -> list[str]:
+    """``user_ids=a,b,c`` (or repeated), each once, in the order given."""
+    raw = ",".join(request.query.getall("user_ids", []))
+    if not raw:
+        raise ApiError(errors.INVALID_REQUEST, "query parameter user_ids is required")
+    user_ids = list(dict.fromkeys(raw.split(",")))
+    if len(user_ids) > PRESENCE_QUERY_MAX:
+        raise ApiError(
+            errors.INVALID_REQUEST,
+            f"at most {PRESENCE_QUERY_MAX} user_ids per request",
+        )
+    for user_id in user_ids:
+        if not _ID.match(user_id):
+            raise ApiError(
+                errors.INVALID_REQUEST,
+                "user_ids must be comma-separated user ids; "
+                f"{user_id[:70]!r} is not one",
+            )
+    return user_ids
+
+
 class MessagingApi:
     def __init__(
         self, backend: Backend, subjects: Subjects, tokens: auth.VerifiedTokens
@@ -126,6 +151,7 @@ class MessagingApi:
             "create_conversation": self.create_conversation,
             "list_conversations": self.list_conversations,
             "get_conversation": self.get_conversation,
+            "presence": self.presence,
         }
 
     def principal(self, request: web.Request) -> auth.Principal:
@@ -228,3 +254,17 @@ class MessagingApi:
         if reply.error is not None:
             raise ApiError.from_info(reply.error)
         return json_response(reply.conversation)
+
+    async def presence(self, request: web.Request) -> web.Response:
+        """Status and last_seen of users of the caller's own tenant."""
+        who = self.principal(request)
+        query = PresenceQuery(tenant=who.tenant, user_ids=_query_user_ids(request))
+        reply = await self._backend.call(
+            self._subjects.presence_query(who.tenant),
+            query,
+            PresenceQueryReply,
+            "presence",
+        )
+        if reply.error is not None:
+            raise ApiError.from_info(reply.error)
+        return json_response(PresenceList(users=reply.users))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from libs.delivery import PRESENCE_UPDATE
 from libs.telemetry.metrics import LATENCY_BUCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,6 +63,31 @@ class GatewayMetrics:
             "Deliveries not written because the socket already had the message.",
             registry=registry,
         )
+        self.presence_latency = Histogram(
+            "messaging_presence_update_latency_seconds",
+            "From a presence transition's time to the write of its "
+            "presence:update on a peer's socket.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.presence_reports_failed = Counter(
+            "messaging_presence_reports_failed_total",
+            "Socket reports that did not reach presence (closes are retried; "
+            "leases of sockets that cannot be reported expire).",
+            registry=registry,
+        )
+        self.presence_stale = Counter(
+            "messaging_presence_updates_stale_total",
+            "presence.changed events not forwarded because a later one for the "
+            "same user already was.",
+            registry=registry,
+        )
+
+    def frame_latency(self, event: str) -> Histogram:
+        """The histogram a frame of ``event`` observes its latency in."""
+        if event == PRESENCE_UPDATE:
+            return self.presence_latency
+        return self.delivery_latency.labels(event)
 
     def middleware(
         self,

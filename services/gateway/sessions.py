@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,7 +62,9 @@ class Socket:
         self.ws = ws
         self._transport = transport
         self.principal = principal
-        self.connection_id = f"{id(self):x}{time.monotonic_ns() & 0xFFFFFF:06x}"
+        # Random, so a gateway restarted under the same instance name never
+        # reuses the id of a socket whose presence lease is still alive.
+        self.connection_id = secrets.token_hex(8)
         self._metrics = metrics
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -146,7 +149,7 @@ class Socket:
             self._metrics.frames.labels(item.event).inc()
             if item.created_ms is not None:
                 lag = time.time() - item.created_ms / 1000
-                self._metrics.delivery_latency.labels(item.event).observe(max(lag, 0.0))
+                self._metrics.frame_latency(item.event).observe(max(lag, 0.0))
 
     # ----------------------------------------------------------- closing
 
@@ -179,13 +182,31 @@ class _User:
 Listener = Callable[[Socket], None]
 
 
-class Sessions:
-    """Every open socket on this gateway, by user and by tenant."""
+def _ignore(socket: Socket) -> None:
+    return None
 
-    def __init__(self, nc: Client, subjects: Subjects, metrics: GatewayMetrics) -> None:
+
+class Sessions:
+    """Every open socket on this gateway, by user and by tenant.
+
+    ``on_attach`` and ``on_detach`` hear of each socket once, without being
+    awaited: they must not block.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        metrics: GatewayMetrics,
+        *,
+        on_attach: Listener = _ignore,
+        on_detach: Listener = _ignore,
+    ) -> None:
         self._nc = nc
         self._subjects = subjects
         self._metrics = metrics
+        self._on_attach = on_attach
+        self._on_detach = on_detach
         self._users: dict[tuple[str, str], _User] = {}
         self._tenants: dict[str, set[Socket]] = {}
         self._lock = asyncio.Lock()
@@ -215,6 +236,7 @@ class Sessions:
         self._tenants.setdefault(socket.tenant, set()).add(socket)
         self._metrics.sockets.inc()
         self._metrics.connects.inc()
+        self._on_attach(socket)
 
     async def detach(self, socket: Socket) -> None:
         key = (socket.tenant, socket.user_id)
@@ -235,6 +257,7 @@ class Sessions:
                         await user.subscription.unsubscribe()
         self._metrics.sockets.dec()
         self._metrics.disconnects.labels(socket.close_reason or "client").inc()
+        self._on_detach(socket)
 
     def _deliverer(self, user: _User) -> Callable[[Msg], object]:
         async def deliver(msg: Msg) -> None:

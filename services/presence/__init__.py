@@ -1,0 +1,1 @@
+"""Presence: which users have a socket open on any gateway, kept in Redis."""
