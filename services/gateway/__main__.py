@@ -21,6 +21,7 @@ from services.gateway.errors import error_middleware
 from services.gateway.http_api import BASE, MessagingApi
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.sessions import CLOSE_GOING_AWAY, Sessions
+from services.gateway.tracing import middleware as tracing_middleware
 from services.gateway.websocket import WebSocketEndpoint
 
 log = logging.getLogger("gateway")
@@ -46,7 +47,7 @@ def build_app(
     )
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
-        middlewares=[metrics.middleware(), error_middleware],
+        middlewares=[tracing_middleware(), metrics.middleware(), error_middleware],
     )
     app.add_routes(api.routes())
     app.add_routes([web.get(f"{BASE}/ws", sockets.handle)])

@@ -12,6 +12,16 @@ from libs.telemetry.metrics import LATENCY_BUCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# aiohttp's canonical resource for a request, e.g. "/api/messaging" or
+# "/api/messaging/conversations/{conversation_id}": a label with a small,
+# fixed set of values, never the raw path with its ids.
+UNMATCHED = "unmatched"
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -78,8 +88,7 @@ class GatewayMetrics:
                 status = exc.status
                 raise
             finally:
-                resource = request.match_info.route.resource
-                route = resource.canonical if resource is not None else "unmatched"
+                route = route_of(request)
                 if not route.endswith("/ws"):  # socket lifetimes are not latency
                     self.latency.labels(route, request.method).observe(
                         time.perf_counter() - started
