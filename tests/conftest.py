@@ -23,7 +23,7 @@ import pytest
 
 from libs.devstack.stack import Ports, Stack
 from tests import containers
-from tests.support import Client
+from tests.support import TRACE_FILE, Client
 
 log = logging.getLogger("tests")
 
@@ -49,7 +49,12 @@ def infra(stack_root: Path) -> Iterator[Stack]:
         stack_root,
         Ports.free(),
         jwt_secret=secrets.token_urlsafe(48),
-        extra_env={"MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW},
+        extra_env={
+            "MSG_DUPLICATE_WINDOW": TEST_DUPLICATE_WINDOW,
+            # Every service appends its spans to this one file, so a test can
+            # follow a trace across processes (tests/observability).
+            "MSG_TRACE_FILE": str(stack_root / TRACE_FILE),
+        },
         external=external,
     )
     try:

@@ -15,6 +15,9 @@ import aiohttp
 
 from libs import auth
 
+# Spans of every service of the test stack, in its root folder (JSON lines).
+TRACE_FILE = "spans.jsonl"
+
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"

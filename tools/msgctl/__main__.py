@@ -5,6 +5,7 @@ msgctl stack down | status       stop it / show where it listens
 msgctl bootstrap                 create streams, consumers and schema
 msgctl token --tenant T --user U print a token the running stack accepts
 msgctl listen --tenant T --user U  print a user's live WebSocket events
+msgctl slo [--prometheus URL]    each SLO: target, current value, budget spent
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return asyncio.run(listen(args.url, token, args.since_seq, args.count))
 
 
+def cmd_slo(args: argparse.Namespace) -> int:
+    from tools.msgctl import slo
+
+    return slo.run(args.root, args.url, args.prometheus, args.window)
+
+
 def cmd_contracts(args: argparse.Namespace) -> int:
     from libs.schema import export
 
@@ -114,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--since-seq", type=int, default=None)
     listen.add_argument("--count", type=int, default=0, help="stop after N messages")
     listen.set_defaults(func=cmd_listen)
+
+    slo = sub.add_parser(
+        "slo",
+        help="print each SLO: target, current value, error budget spent",
+        description="Without --prometheus, reads /metrics of every service of "
+        "the running dev stack (or of each --url) and counts since each "
+        "process started. Exits 1 if an SLO fails.",
+    )
+    slo.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="a service's base URL (repeatable); default: the dev stack's",
+    )
+    slo.add_argument("--prometheus", metavar="URL", help="ask this Prometheus")
+    slo.add_argument(
+        "--window", default="30d", help="PromQL range with --prometheus (30d)"
+    )
+    slo.set_defaults(func=cmd_slo)
     return parser
 
 
