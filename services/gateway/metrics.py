@@ -16,6 +16,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # "/api/messaging/conversations/{conversation_id}": a label with a small,
 # fixed set of values, never the raw path with its ids.
 UNMATCHED = "unmatched"
+# The calls of the availability and latency SLOs, with the answers the SLO
+# counts. A counter's label set appears on its first increment, and
+# Prometheus's rate() cannot see what happened before it first scraped a
+# series; these exist from the start, at zero, so the first 503s after a
+# start are counted. Other statuses and routes still appear on first use.
+SLO_CALLS = (("GET", ("200", "500", "503")), ("POST", ("201", "500", "503")))
+SLO_ROUTE = "/api/messaging"
 
 
 def route_of(request: web.Request) -> str:
@@ -38,6 +45,10 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        for method, statuses in SLO_CALLS:
+            self.latency.labels(SLO_ROUTE, method)
+            for status in statuses:
+                self.requests.labels(SLO_ROUTE, method, status)
         self.sockets = Gauge(
             "messaging_ws_connections",
             "WebSocket connections open on this gateway.",
