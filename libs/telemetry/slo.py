@@ -94,8 +94,7 @@ class Latency:
 
     def evaluate(self, source: Source) -> Result:
         target = f"p{self.quantile * 100:.0f} <= {_seconds(self.threshold)}"
-        count = source.total(f"{self.histogram}_count", self.matchers)
-        if count is None:
+        if source.total(f"{self.histogram}_count", self.matchers) is None:
             return _no_data(self.slo, target, f"no {self.histogram} series")
         buckets = source.buckets(self.histogram, self.matchers)
         count = buckets[-1][1] if buckets else 0.0
