@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= 1
 
-.PHONY: install run stop status test lint format bench clean
+.PHONY: install run stop status test lint format bench clean promtool rules
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,27 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Prometheus rules: syntax, unit tests (infra/prometheus/tests) and the scrape
+# config. promtool comes from Debian's prometheus package, installed here when
+# missing (needs root, as in CI); installing it starts no server.
+PROMTOOL ?= promtool
+PROM_DIR := infra/prometheus
+
+promtool:
+	@command -v $(PROMTOOL) >/dev/null 2>&1 || { \
+	  echo "promtool missing: installing Debian's prometheus package"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y --no-install-recommends prometheus || \
+	    { apt-get update && \
+	      apt-get install -y --no-install-recommends prometheus; }; } \
+	  >/dev/null || { echo "could not install prometheus (promtool); as root \
+	run: apt-get install prometheus" >&2; exit 1; }; }
+
+rules: promtool
+	$(PROMTOOL) check rules $(PROM_DIR)/rules/*.yml
+	$(PROMTOOL) test rules $(PROM_DIR)/tests/*.yml
+	$(PROMTOOL) check config $(PROM_DIR)/prometheus.yml
 
 format: install
 	$(BIN)/ruff format .

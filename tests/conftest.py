@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from libs.bus.permissions import ADMIN, inbox_prefix
 from libs.devstack.stack import Ports, Stack
 from tests import containers
-from tests.support import Client
+from tests.support import TRACE_FILE, Client
 
 log = logging.getLogger("tests")
 
@@ -61,6 +61,9 @@ def infra(stack_root: Path) -> Iterator[Stack]:
             "MSG_PRESENCE_TTL": str(TEST_PRESENCE_TTL),
             "MSG_PRESENCE_HEARTBEAT": str(TEST_PRESENCE_HEARTBEAT),
             "MSG_PRESENCE_GRACE": str(TEST_PRESENCE_GRACE),
+            # Every service appends its spans to this one file, so a test can
+            # follow a trace across processes (tests/observability).
+            "MSG_TRACE_FILE": str(stack_root / TRACE_FILE),
         },
         external=external,
     )

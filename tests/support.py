@@ -18,6 +18,9 @@ from redis.asyncio import Redis
 
 from libs import auth, limits
 
+# Spans of every service of the test stack, in its root folder (JSON lines).
+TRACE_FILE = "spans.jsonl"
+
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"

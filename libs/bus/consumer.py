@@ -27,6 +27,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -59,6 +60,9 @@ class Delivery:
     event: Event | None = None
     error: str | None = None
     reason: str = field(default="")
+    # This event's consumer span, for the handler to pass on in the headers
+    # of what it publishes (the trace of a send continues through fanout).
+    trace_context: otel_context.Context | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -140,6 +144,12 @@ class PullConsumer:
         self._max_deliver = max_deliver
         self._batch = batch
         self._label = f"{stream.lower()}.{durable}"
+        # Show every series of this consumer from the start, at 0, so that
+        # rates and alerts over them exist before the first redelivery.
+        for outcome in Outcome:
+            metrics.events.labels(self._label, outcome.value)
+        metrics.redeliveries.labels(self._label)
+        metrics.dead_letters.labels(self._label)
         self._inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self.last_batch_at = time.monotonic()
@@ -242,6 +252,8 @@ class PullConsumer:
     async def _handle(self, deliveries: list[Delivery]) -> None:
         started = time.perf_counter()
         spans = [self._span(d) for d in deliveries]
+        for d, span in zip(deliveries, spans, strict=True):
+            d.trace_context = trace.set_span_in_context(span)
         for d in deliveries:
             if d.delivered > 1:
                 self._metrics.redeliveries.labels(self._label).inc()
@@ -280,11 +292,18 @@ class PullConsumer:
         self._metrics.batch_size.labels(self._label).observe(len(deliveries))
 
     def _span(self, d: Delivery) -> trace.Span:
+        attributes: dict[str, str | int] = {
+            "messaging.consumer": self._label,
+            "messaging.stream_seq": d.stream_seq,
+            "messaging.delivered": d.delivered,
+        }
+        if d.event is not None:
+            attributes["messaging.message.id"] = d.event.id
         return _tracer.start_span(
             f"{self._durable} process",
             context=tracing.extract(d.msg.headers),
             kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.stream_seq": d.stream_seq},
+            attributes=attributes,
         )
 
     async def _settle(self, d: Delivery, outcome: Outcome) -> None:
@@ -302,7 +321,11 @@ class PullConsumer:
 
     async def _dead_letter(self, d: Delivery) -> None:
         reason = d.error or d.reason or "rejected by handler"
-        tenant = d.event.tenant if d.event is not None else "unknown"
+        # An event we could not decode still came on a subject that names
+        # its tenant; the dead letter stays under that tenant's subjects.
+        tenant = (
+            d.event.tenant if d.event is not None else Subjects.tenant_of(d.msg.subject)
+        )
         headers = {
             "Nats-Msg-Id": f"{self._stream}:{d.stream_seq}:{self._durable}",
             "Msg-Dead-Reason": reason[:500],

@@ -39,6 +39,9 @@ SERVICES = ("store", "fanout", "abuse-guard", "ingest", "presence", "gateway")
 # Settings a developer may give `make run` that reach every service.
 PASSED_THROUGH = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "MSG_TRACE_FILE",
     "MSG_LOG_LEVEL",
     "MSG_RETENTION_DAYS",
     "MSG_DUPLICATE_WINDOW",

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from libs import logs
+from libs.devstack import targets
 from libs.devstack.servers import ServerError
 from libs.devstack.stack import Ports, Stack
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "services": {p.name: p.url for p in stack.services},
             "scale": args.scale,
         }
+        targets.write(root, stack.services)
         (root / READY_FILE).write_text(json.dumps(ready, indent=2))
         log.info("devstack.ready", extra=ready)
         while not stop.wait(1.0):
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.info("devstack.stopping")
         stack.stop()
+        targets.remove(root)
         (root / READY_FILE).unlink(missing_ok=True)
         (root / PID_FILE).unlink(missing_ok=True)
         log.info("devstack.stopped")

@@ -47,9 +47,12 @@ _getter = _HeaderGetter()
 _setter = _HeaderSetter()
 
 
-def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
-    """Add the current span's ``traceparent`` to outgoing NATS headers."""
-    _propagator.inject(headers, setter=_setter)
+def inject(
+    headers: MutableMapping[str, str], context: otel_context.Context | None = None
+) -> MutableMapping[str, str]:
+    """Add a ``traceparent`` to outgoing NATS headers: the current span's, or
+    the span in ``context`` when given (a consumer's span for one event)."""
+    _propagator.inject(headers, context=context, setter=_setter)
     return headers
 
 
@@ -59,16 +62,27 @@ def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
 
 
 class JsonLinesExporter(SpanExporter):
-    """Appends finished spans to a file, one JSON object per line."""
+    """Appends finished spans to a file, one JSON object per line.
+
+    Several processes may share the file (the test stack does): each batch
+    is one ``write`` on an ``O_APPEND`` descriptor, so lines from different
+    processes never interleave.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [span.to_json(indent=None) + "\n" for span in spans]
-        with self._lock, open(self._path, "a", encoding="utf-8") as out:
-            out.writelines(lines)
+        data = "".join(span.to_json(indent=None) + "\n" for span in spans).encode()
+        with self._lock:
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                written = os.write(fd, data)
+            finally:
+                os.close(fd)
+        if written != len(data):  # a full disk; the rest of the batch is lost
+            return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

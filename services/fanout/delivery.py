@@ -61,7 +61,7 @@ class Fanout:
         )
         payload = encode_frame(NEW_MESSAGE, message)
         headers = message_headers(message)
-        tracing.inject(headers)
+        tracing.inject(headers, d.trace_context)
         try:
             for member in conv.members:
                 await self._nc.publish(

@@ -32,6 +32,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.presence import PresenceReporter
 from services.gateway.presence_relay import PresenceRelay
 from services.gateway.sessions import CLOSE_GOING_AWAY, Sessions
+from services.gateway.tracing import middleware as tracing_middleware
 from services.gateway.websocket import WebSocketEndpoint
 
 log = logging.getLogger("gateway")
@@ -57,7 +58,7 @@ def build_app(
     )
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
-        middlewares=[metrics.middleware(), error_middleware],
+        middlewares=[tracing_middleware(), metrics.middleware(), error_middleware],
     )
     document = openapi.encoded()
 

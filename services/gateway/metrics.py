@@ -13,6 +13,23 @@ from libs.telemetry.metrics import LATENCY_BUCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# aiohttp's canonical resource for a request, e.g. "/api/messaging" or
+# "/api/messaging/conversations/{conversation_id}": a label with a small,
+# fixed set of values, never the raw path with its ids.
+UNMATCHED = "unmatched"
+# The calls of the availability and latency SLOs, with the answers the SLO
+# counts. A counter's label set appears on its first increment, and
+# Prometheus's rate() cannot see what happened before it first scraped a
+# series; these exist from the start, at zero, so the first 503s after a
+# start are counted. Other statuses and routes still appear on first use.
+SLO_CALLS = (("GET", ("200", "500", "503")), ("POST", ("201", "500", "503")))
+SLO_ROUTE = "/api/messaging"
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -29,6 +46,10 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        for method, statuses in SLO_CALLS:
+            self.latency.labels(SLO_ROUTE, method)
+            for status in statuses:
+                self.requests.labels(SLO_ROUTE, method, status)
         self.sockets = Gauge(
             "messaging_ws_connections",
             "WebSocket connections open on this gateway.",
@@ -104,8 +125,7 @@ class GatewayMetrics:
                 status = exc.status
                 raise
             finally:
-                resource = request.match_info.route.resource
-                route = resource.canonical if resource is not None else "unmatched"
+                route = route_of(request)
                 if not route.endswith("/ws"):  # socket lifetimes are not latency
                     self.latency.labels(route, request.method).observe(
                         time.perf_counter() - started

@@ -23,13 +23,16 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
 
 from libs import delivery
 from libs.auth import Principal
 from libs.bus.subjects import Subjects
+from libs.telemetry import tracing
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway.sessions")
+_tracer = tracing.tracer("messaging.gateway")
 
 # Application close codes (4000-4999), documented in README.md.
 CLOSE_TOKEN_EXPIRED = 4001
@@ -37,6 +40,17 @@ CLOSE_UNAUTHORIZED = 4003
 CLOSE_SLOW = 4008
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_LATER = 1013
+
+# The ``reason`` label of messaging_ws_disconnects_total, by the code we
+# closed with; a socket the client (or the network) closed is "client".
+DISCONNECT_REASONS = {
+    CLOSE_TOKEN_EXPIRED: "token_expired",
+    CLOSE_UNAUTHORIZED: "unauthorized",
+    CLOSE_SLOW: "slow",
+    CLOSE_GOING_AWAY: "shutdown",
+    CLOSE_TRY_LATER: "history_unavailable",
+}
+CLIENT_CLOSED = "client"
 
 _SEEN_IDS = 2048  # message ids remembered per socket to drop repeats
 _CLOSE_TIMEOUT = 1.0  # a client too slow to take the close frame is cut off
@@ -71,6 +85,7 @@ class Socket:
         self._held: list[tuple[int, _Item, str]] | None = None
         self._limit = queue_size
         self.close_reason: str | None = None
+        self.close_code: int | None = None
         self._closing: asyncio.Task[None] | None = None
 
     @property
@@ -158,6 +173,7 @@ class Socket:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        self.close_code = code
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         self._closing = asyncio.create_task(self._close(code, reason))
@@ -210,6 +226,9 @@ class Sessions:
         self._users: dict[tuple[str, str], _User] = {}
         self._tenants: dict[str, set[Socket]] = {}
         self._lock = asyncio.Lock()
+        # Every reason shows from the start, at 0, so a rate over it exists.
+        for reason in (*DISCONNECT_REASONS.values(), CLIENT_CLOSED):
+            metrics.disconnects.labels(reason)
 
     def tenant_sockets(self, tenant: str) -> set[Socket]:
         return self._tenants.get(tenant, set())
@@ -256,7 +275,8 @@ class Sessions:
                     with contextlib.suppress(nats.errors.Error):
                         await user.subscription.unsubscribe()
         self._metrics.sockets.dec()
-        self._metrics.disconnects.labels(socket.close_reason or "client").inc()
+        reason = DISCONNECT_REASONS.get(socket.close_code or 0, CLIENT_CLOSED)
+        self._metrics.disconnects.labels(reason).inc()
         self._on_detach(socket)
 
     def _deliverer(self, user: _User) -> Callable[[Msg], object]:
@@ -268,8 +288,17 @@ class Sessions:
             seq = int(headers.get(delivery.HEADER_SEQ, "0"))
             created_ms = int(headers.get(delivery.HEADER_TIME, "0"))
             text = msg.data.decode()
-            for socket in tuple(user.sockets):
-                socket.offer_message(text, message_id, seq, created_ms)
+            # The last hop of the send's trace: fanout's context, carried in
+            # the delivery's headers. The socket writes happen later, in
+            # each socket's writer (see messaging_delivery_latency_seconds).
+            with _tracer.start_as_current_span(
+                f"{delivery.NEW_MESSAGE} deliver",
+                context=tracing.extract(headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"messaging.sockets": len(user.sockets)},
+            ):
+                for socket in tuple(user.sockets):
+                    socket.offer_message(text, message_id, seq, created_ms)
 
         return deliver
 

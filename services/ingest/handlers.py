@@ -20,7 +20,9 @@ import math
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter
 
 from libs import ids
@@ -56,9 +58,20 @@ from libs.text import InvalidBody, check_body
 from services.ingest.abuse import AbuseGuardClient
 
 log = logging.getLogger("ingest")
+_tracer = tracing.tracer("messaging.ingest")
 MAX_MEMBERS = 1000
 
 PUBLISH_FAILURES = (nats.errors.Error, TimeoutError)
+# What became of a send (messaging_ingest_sends_total); each shows from the
+# start at 0.
+SEND_OUTCOMES = (
+    "accepted",
+    "replayed",
+    "invalid",
+    "not_found",
+    "forbidden",
+    "unavailable",
+)
 
 
 class IngestMetrics:
@@ -74,6 +87,8 @@ class IngestMetrics:
             "Sends accepted without an abuse check because the guard did not answer.",
             registry=registry,
         )
+        for outcome in SEND_OUTCOMES:
+            self.sends.labels(outcome)
 
 
 class Ingest:
@@ -192,11 +207,8 @@ class Ingest:
             ),
         )
         subject = self._subjects.message_accepted(cmd.tenant, cmd.conversation_id)
-        headers = tracing.inject({"Nats-Msg-Id": message_id})
         try:
-            ack = await self._js.publish(
-                subject, encode(event), timeout=self._timeout, headers=headers
-            )
+            ack = await self._publish_traced(subject, encode(event), message_id)
         except PUBLISH_FAILURES as exc:
             log.error(
                 "publish.failed",
@@ -244,6 +256,23 @@ class Ingest:
                 limit=verdict.limit if verdict is not None else None,
             )
         )
+
+    async def _publish_traced(
+        self, subject: str, payload: bytes, message_id: str
+    ) -> PubAck:
+        """Publish to MESSAGES in a producer span, whose context the event
+        carries to its consumers (store, fanout)."""
+        with _tracer.start_as_current_span(
+            f"{MESSAGES_STREAM} publish",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.message.id": message_id},
+        ) as span:
+            headers = tracing.inject({"Nats-Msg-Id": message_id})
+            ack = await self._js.publish(
+                subject, payload, timeout=self._timeout, headers=headers
+            )
+            span.set_attribute("messaging.stream_seq", ack.seq)
+            return ack
 
     async def create_conversation(self, msg: Msg) -> bytes:
         cmd = parse_request(msg, CreateConversation)

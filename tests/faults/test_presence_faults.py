@@ -9,7 +9,7 @@ import pytest
 
 from libs.devstack.stack import Stack
 from tests.conftest import TEST_PRESENCE_HEARTBEAT, TEST_PRESENCE_TTL
-from tests.support import Client, unique
+from tests.support import Client, eventually, metric_value, unique
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,16 @@ async def test_redis_down_is_a_503_and_presence_resumes(
         delivered = await bob.next_event("messages:new")
     finally:
         await asyncio.to_thread(stack.redis.start)
+        # Other services share this Redis: let the abuse guard see it again
+        # before the next test relies on its overrides.
+        guard = stack.service("abuse-guard")
+
+        async def guard_back() -> bool:
+            return not await metric_value(
+                client.session, guard.url, "messaging_abuse_degraded"
+            )
+
+        await eventually(guard_back, timeout=20)
 
     assert while_down.status == 503
     assert while_down.body["error"]["code"] == "unavailable"

@@ -12,6 +12,7 @@ msgctl tail --tenant T [--since TIME|SEQ]   follow a tenant's events
 msgctl contracts [--check]       regenerate contracts/ from the code
 msgctl loadtest [--rate R ...]   open-model load test with an SLO verdict
 msgctl bench [--sweep R1,R2..]   baseline vs the socketio peer vs JetStream
+msgctl slo [--prometheus URL]    each SLO: target, current value, budget spent
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def cmd_limits(args: argparse.Namespace) -> int:
     from tools.msgctl import limits
 
     return asyncio.run(limits.run(args))
+
+
+def cmd_slo(args: argparse.Namespace) -> int:
+    from tools.msgctl import slo
+
+    return slo.run(args.root, args.url, args.prometheus, args.window)
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
@@ -213,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lim.add_argument("--redis-url", help="default: the running stack's Redis")
     lim.set_defaults(func=cmd_limits)
+
+    slo = sub.add_parser(
+        "slo",
+        help="print each SLO: target, current value, error budget spent",
+        description="Without --prometheus, reads /metrics of every service of "
+        "the running dev stack (or of each --url) and counts since each "
+        "process started. Exits 1 if an SLO fails.",
+    )
+    slo.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="a service's base URL (repeatable); default: the dev stack's",
+    )
+    slo.add_argument("--prometheus", metavar="URL", help="ask this Prometheus")
+    slo.add_argument(
+        "--window", default="30d", help="PromQL range with --prometheus (30d)"
+    )
+    slo.set_defaults(func=cmd_slo)
     return parser
 
 

@@ -34,6 +34,8 @@ def _print_ready(root: Path) -> None:
         print(f"gateway replica: {url}")
     print(f"nats: {ready['nats']}  redis: {ready['redis']}")
     print(f"postgres: {ready['postgres']}")
+    for name, url in ready.get("services", {}).items():
+        print(f"{name}: {url}/metrics")
     print(f"logs: {root / 'logs'}   stop with: make stop")
 
 
