@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace.propagation.tracecontext import (
     TraceContextTextMapPropagator,
 )
@@ -94,7 +95,13 @@ def setup(service: str, instance: str, otlp_endpoint: str = "") -> TracerProvide
     resource = Resource.create(
         {"service.name": service, "service.instance.id": instance}
     )
-    provider = TracerProvider(resource=resource)
+    trace_file = os.environ.get("MSG_TRACE_FILE")
+    exporting = bool(otlp_endpoint or trace_file)
+    # With nowhere to send spans, record none: context still propagates in
+    # headers (so a downstream process that does export keeps the trace),
+    # but no span costs CPU on the hot path. OTEL_TRACES_SAMPLER overrides.
+    sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    provider = TracerProvider(resource=resource, sampler=sampler)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter,
@@ -104,7 +111,6 @@ def setup(service: str, instance: str, otlp_endpoint: str = "") -> TracerProvide
         provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
         )
-    trace_file = os.environ.get("MSG_TRACE_FILE")
     if trace_file:
         provider.add_span_processor(
             BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
