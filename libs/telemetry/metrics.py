@@ -7,16 +7,22 @@ to small fixed sets: no user, message or conversation ids.
 
 from __future__ import annotations
 
+import gc
+import logging
 import platform
+import time
 from importlib import metadata
 
 from prometheus_client import (
     CollectorRegistry,
     Gauge,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
+
+log = logging.getLogger("telemetry")
 
 # Fine buckets below the SLO thresholds, and a bucket edge at each of them
 # (0.4 s POST, 0.6 s GET, 2 s delivery, 5 s presence), so the SLO ratios are
@@ -44,6 +50,41 @@ LATENCY_BUCKETS = (
 )
 
 
+class GcPauses:
+    """Times CPython's garbage collections: a full collection of a heap
+    holding thousands of sockets stops every coroutine of the process."""
+
+    SLOW = 0.05  # seconds; longer pauses are also logged
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._started = 0.0
+        self._pauses = Histogram(
+            "messaging_gc_pause_seconds",
+            "Time the process stood still in garbage collection, by generation.",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self._pauses.labels(str(info["generation"])).observe(pause)
+        if pause > self.SLOW:
+            log.warning(
+                "gc.slow_pause",
+                extra={
+                    "generation": info["generation"],
+                    "seconds": round(pause, 3),
+                    "collected": info["collected"],
+                    "tracked": len(gc.get_objects(info["generation"])),
+                },
+            )
+
+
 def new_registry(service: str, instance: str) -> CollectorRegistry:
     """A registry with process metrics and ``messaging_build_info``."""
     # No ``<counter>_created`` gauge beside every counter and histogram: it
@@ -64,4 +105,5 @@ def new_registry(service: str, instance: str) -> CollectorRegistry:
         registry=registry,
     )
     info.labels(service, version, platform.python_version()).set(1)
+    GcPauses(registry)
     return registry

@@ -13,6 +13,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from libs.limits import LimitOverride, set_override
+from libs.service import raise_open_files_limit, tune_gc
 from tools.loadgen import report
 from tools.loadgen.profile import LoadProfile
 from tools.loadgen.runner import LimitSetter, LoadRun
@@ -87,6 +88,8 @@ async def execute(
     set_limits: LimitSetter | None = None,
 ) -> dict[str, Any]:
     """Run one profile; print its SLO table, write its files, return the result."""
+    raise_open_files_limit()  # a socket per simulated client
+    tune_gc()  # thousands of sockets: the same pauses as a gateway
     if peer:
         profile = profile.plain_fanout()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)

@@ -275,8 +275,9 @@ class LoadRun:
         started = asyncio.get_running_loop().time()
 
         async def one(i: int) -> int:
-            body = self.bodies.make(_marker(self.run_id, -1, self._wall(started)))
-            body = f"{body} burst {i}"
+            # A marker of its own keeps each body distinct (not a duplicate).
+            marker = _marker(f"{self.run_id}b{i}", -1, self._wall(started))
+            body = self.bodies.make(marker)
             status, reply = await self.target.send(
                 self.target.gateway_for(i),
                 conv.tenant,
@@ -290,6 +291,8 @@ class LoadRun:
             return status
 
         statuses = await asyncio.gather(*(one(i) for i in range(count)))
+        for status in statuses:
+            self.recorder.counts[f"abuse_status_{status}"] += 1
         over = max(0, count - self.profile.abuse_limit)
         self.recorder.counts["abuse_over_limit"] += over
         self.recorder.counts["abuse_429"] += min(statuses.count(429), over)
