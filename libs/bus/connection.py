@@ -92,10 +92,13 @@ async def request(
     span_name: str,
 ) -> Msg:
     """A request carrying the caller's trace context, with typed failures."""
-    with _tracer.start_as_current_span(
-        span_name, kind=trace.SpanKind.CLIENT, attributes={"messaging.subject": subject}
+    with tracing.span(
+        _tracer,
+        span_name,
+        kind=trace.SpanKind.CLIENT,
+        attributes={"messaging.subject": subject},
     ):
-        headers = tracing.inject({})
+        headers = tracing.inject({}) or None
         try:
             return await nc.request(subject, payload, timeout=timeout, headers=headers)
         except NoRespondersError as exc:

@@ -299,9 +299,10 @@ class PullConsumer:
         }
         if d.event is not None:
             attributes["messaging.message.id"] = d.event.id
-        return _tracer.start_span(
+        return tracing.detached_span(
+            _tracer,
             f"{self._durable} process",
-            context=tracing.extract(d.msg.headers),
+            parent=d.msg.headers,
             kind=trace.SpanKind.CONSUMER,
             attributes=attributes,
         )

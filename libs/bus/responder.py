@@ -98,9 +98,8 @@ class Responder:
 
     async def _answer(self, msg: Msg, endpoint: str, handler: Handler) -> None:
         started = time.perf_counter()
-        parent = tracing.extract(msg.headers)
-        with _tracer.start_as_current_span(
-            endpoint, context=parent, kind=trace.SpanKind.SERVER
+        with tracing.span(
+            _tracer, endpoint, parent=msg.headers, kind=trace.SpanKind.SERVER
         ) as span:
             try:
                 reply = await handler(msg)

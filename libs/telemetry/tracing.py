@@ -2,15 +2,20 @@
 
 Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
 and to a JSON-lines file when ``MSG_TRACE_FILE`` is set (used by tests and
-local debugging). With neither, spans are still created so that context
-propagates, but nothing is exported.
+local debugging). With neither (and no ``OTEL_TRACES_SAMPLER``), tracing is
+off: ``span`` hands out a shared no-op span and ``inject``/``extract`` do
+nothing, so a send costs no tracing CPU in any service. Code always goes
+through ``span``, ``inject`` and ``extract``, never the OpenTelemetry API
+directly, so that switch holds everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -22,12 +27,13 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace.propagation.tracecontext import (
     TraceContextTextMapPropagator,
 )
 
 _propagator = TraceContextTextMapPropagator()
+_enabled = False  # set by setup() when spans have somewhere to go
+_OFF = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -53,13 +59,52 @@ def inject(
 ) -> MutableMapping[str, str]:
     """Add a ``traceparent`` to outgoing NATS headers: the current span's, or
     the span in ``context`` when given (a consumer's span for one event)."""
-    _propagator.inject(headers, context=context, setter=_setter)
+    if _enabled:
+        _propagator.inject(headers, context=context, setter=_setter)
     return headers
 
 
-def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
+def extract(headers: Mapping[str, str] | None) -> otel_context.Context | None:
     """The remote parent context carried by incoming NATS headers, if any."""
+    if not _enabled:
+        return None
     return _propagator.extract(headers or {}, getter=_getter)
+
+
+def span(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    parent: Mapping[str, str] | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Mapping[str, str | int] | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """A span made current for the block; its parent comes from incoming
+    ``parent`` headers when given, else from the current context."""
+    if not _enabled:
+        return _OFF
+    return tracer.start_as_current_span(
+        name,
+        context=None if parent is None else extract(parent),
+        kind=kind,
+        attributes=attributes,
+    )
+
+
+def detached_span(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    parent: Mapping[str, str] | None,
+    kind: trace.SpanKind,
+    attributes: Mapping[str, str | int] | None = None,
+) -> trace.Span:
+    """A span the caller ends itself (one per event of a consumer batch)."""
+    if not _enabled:
+        return trace.INVALID_SPAN
+    return tracer.start_span(
+        name, context=extract(parent), kind=kind, attributes=attributes
+    )
 
 
 class JsonLinesExporter(SpanExporter):
@@ -95,13 +140,12 @@ def setup(service: str, instance: str, otlp_endpoint: str = "") -> TracerProvide
     resource = Resource.create(
         {"service.name": service, "service.instance.id": instance}
     )
+    global _enabled
     trace_file = os.environ.get("MSG_TRACE_FILE")
-    exporting = bool(otlp_endpoint or trace_file)
-    # With nowhere to send spans, record none: context still propagates in
-    # headers (so a downstream process that does export keeps the trace),
-    # but no span costs CPU on the hot path. OTEL_TRACES_SAMPLER overrides.
-    sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    _enabled = bool(
+        otlp_endpoint or trace_file or os.environ.get("OTEL_TRACES_SAMPLER")
+    )
+    provider = TracerProvider(resource=resource)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter,

@@ -291,9 +291,10 @@ class Sessions:
             # The last hop of the send's trace: fanout's context, carried in
             # the delivery's headers. The socket writes happen later, in
             # each socket's writer (see messaging_delivery_latency_seconds).
-            with _tracer.start_as_current_span(
+            with tracing.span(
+                _tracer,
                 f"{delivery.NEW_MESSAGE} deliver",
-                context=tracing.extract(headers),
+                parent=headers,
                 kind=trace.SpanKind.CONSUMER,
                 attributes={"messaging.sockets": len(user.sockets)},
             ):

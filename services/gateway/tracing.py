@@ -31,9 +31,10 @@ def middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamRespons
         route = route_of(request)
         if route.endswith("/ws"):
             return await handler(request)
-        with _tracer.start_as_current_span(
+        with tracing.span(
+            _tracer,
             f"{request.method} {route}",
-            context=tracing.extract(request.headers),
+            parent=request.headers,
             kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": request.method, "http.route": route},
         ) as span:

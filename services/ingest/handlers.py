@@ -262,7 +262,8 @@ class Ingest:
     ) -> PubAck:
         """Publish to MESSAGES in a producer span, whose context the event
         carries to its consumers (store, fanout)."""
-        with _tracer.start_as_current_span(
+        with tracing.span(
+            _tracer,
             f"{MESSAGES_STREAM} publish",
             kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.message.id": message_id},

@@ -137,3 +137,23 @@ def test_the_otlp_exporter_is_used_only_when_an_endpoint_is_set() -> None:
     assert _loaded_after_setup("") is False
     # Nothing is sent: no span is made before the provider shuts down.
     assert _loaded_after_setup("http://127.0.0.1:9") is True
+
+
+def test_tracing_is_off_when_nothing_exports() -> None:
+    code = (
+        "from libs.telemetry import tracing\n"
+        "tracing.setup('probe', 'probe-0', '')\n"
+        "t = tracing.tracer('probe')\n"
+        "with tracing.span(t, 'x', parent={'traceparent': "
+        "'00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'}) as s:\n"
+        "    assert not s.is_recording()\n"
+        "    assert tracing.inject({}) == {}\n"
+        "print('off')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MSG_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "off"
