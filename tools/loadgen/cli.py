@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--sockets", type=int, default=d.sockets)
     p.add_argument("--rate", type=float, default=d.rate, help="sends per second")
     p.add_argument("--duration", type=float, default=d.duration, help="seconds")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=d.warmup,
+        help="seconds of the same load before measuring (caches, pools)",
+    )
     p.add_argument("--get-share", type=float, default=d.get_share)
     p.add_argument("--churn", type=float, default=d.churn, help="reconnects per second")
     p.add_argument("--abusers", type=int, default=d.abusers)
@@ -117,6 +123,7 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         sockets=args.sockets,
         rate=args.rate,
         duration=args.duration,
+        warmup=args.warmup,
         get_share=args.get_share,
         churn=args.churn,
         abusers=args.abusers,

@@ -14,7 +14,8 @@ class LoadProfile:
     tenants: int = 200
     sockets: int = 1500
     rate: float = 50.0  # sends per second, on schedule
-    duration: float = 60.0  # seconds of load after set-up
+    duration: float = 60.0  # seconds of measured load
+    warmup: float = 10.0  # seconds of the same load first, not measured
     get_share: float = 0.2  # GET list requests per send
     churn: float = 1.0  # socket disconnect/reconnect cycles per second
     abusers: int = 10  # users who send bursts above their limit

@@ -45,6 +45,16 @@ class Recorder:
         self.expected: dict[str, frozenset[int]] = {}
         self.repeats = 0
 
+    def start_measuring(self) -> None:
+        """Forget latencies and counts so far (the warm-up); what was sent
+        must still arrive, so the delivery books are kept."""
+        self.started = time.monotonic()
+        self.histograms = {kind: _histogram() for kind in self.KINDS}
+        for statuses in self.status.values():
+            statuses.clear()
+        self.counts.clear()
+        self.timeline.clear()
+
     def second(self) -> Second:
         return self.timeline[int(time.monotonic() - self.started)]
 
@@ -62,6 +72,7 @@ class Recorder:
 
     def accepted(self, message_id: str, recipients: frozenset[int]) -> None:
         self.expected[message_id] = recipients
+        self.counts["accepted"] += 1
         self.second().sends += 1
 
     def received(self, socket_id: int, message_id: str, seconds: float | None) -> None:

@@ -39,7 +39,7 @@ def summarise(run: LoadRun) -> dict[str, Any]:
         },
         "requests": requests,
         "errors_5xx": errors_5xx,
-        "accepted": len(rec.expected),
+        "accepted": counts.get("accepted", 0),
         "deliveries_expected": sum(len(r) for r in rec.expected.values()),
         "lost": rec.lost(),
         "repeated": rec.repeats,

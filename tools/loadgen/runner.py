@@ -305,7 +305,7 @@ class LoadRun:
             post = Recorder.percentiles(self.recorder.histograms["post"])
             dlv = Recorder.percentiles(self.recorder.histograms["delivery"])
             elapsed = loop.time() - self._loop_start
-            sent = len(self.recorder.expected)
+            sent = len(self.recorder.expected)  # warm-up included
             line = (
                 f"\r[{elapsed:5.0f}s] accepted {sent} ({sent / max(elapsed, 1):.0f}/s)"
                 f"  POST p95 {post['p95']:.0f} ms  delivered {dlv['count']}"
@@ -319,19 +319,31 @@ class LoadRun:
         loop = asyncio.get_running_loop()
         self._loop_start, self._wall_start = loop.time(), time.time()
         self.recorder = Recorder()
-        until = self._loop_start + profile.duration
+        measured_from = self._loop_start + profile.warmup
+        until = measured_from + profile.duration
         self._say(
-            f"load: {profile.rate:g} sends/s for {profile.duration:g}s, "
-            f"{profile.sockets} sockets, {profile.tenants} tenants"
+            f"load: {profile.rate:g} sends/s for {profile.warmup:g}s of warm-up "
+            f"then {profile.duration:g}s measured, {profile.sockets} sockets, "
+            f"{profile.tenants} tenants"
         )
+
+        async def measured(coro: Awaitable[None]) -> None:
+            await asyncio.sleep(max(0.0, measured_from - loop.time()))
+            await coro
+
+        async def start_measuring() -> None:
+            await asyncio.sleep(max(0.0, measured_from - loop.time()))
+            self.recorder.start_measuring()
+
         drivers = [
             self._schedule(profile.rate, until, self._send),
             self._schedule(profile.rate * profile.get_share, until, self._get),
-            self._schedule(profile.churn, until, self._churn),
+            start_measuring(),
+            measured(self._schedule(profile.churn, until, self._churn)),
             self._progress(until),
         ]
         if self.population.abusers and self.set_limits is not None:
-            drivers.append(self._abuse(until))
+            drivers.append(measured(self._abuse(until)))
         await asyncio.gather(*drivers)
         if self.show_progress:
             print(file=sys.stderr)
