@@ -115,6 +115,14 @@ class Settings:
     ws_queue_size: int = _env_field(
         "MSG_WS_QUEUE_SIZE", 512, "frames buffered per socket before it is closed"
     )
+    fanout_partitions: int = _env_field(
+        "MSG_FANOUT_PARTITIONS",
+        1,
+        "fanout partitions (bootstrap, fanout); run one fanout replica for each",
+    )
+    fanout_partition: int = _env_field(
+        "MSG_FANOUT_PARTITION", 0, "the partition this fanout replica serves"
+    )
     # Room for a burst of pasted lines and well above any human's typing
     # pace (3 sends a second, sustained), yet a flood is cut within seconds.
     # Tenants and users get their own values with `msgctl limits`.
@@ -155,6 +163,11 @@ class Settings:
             )
         if self.presence_grace < 0:
             raise ConfigError("MSG_PRESENCE_GRACE must not be negative")
+        if not 0 <= self.fanout_partition < self.fanout_partitions:
+            raise ConfigError(
+                "MSG_FANOUT_PARTITION must be at least 0 and less than "
+                "MSG_FANOUT_PARTITIONS"
+            )
 
     @classmethod
     def from_env(

@@ -8,6 +8,8 @@ redelivery), its stream sequence, and the accepted time (delivery latency).
 
 from __future__ import annotations
 
+import zlib
+
 import msgspec
 
 from libs.schema.api import Message
@@ -42,3 +44,8 @@ def message_headers(message: Message) -> dict[str, str]:
         HEADER_SEQ: str(message.seq),
         HEADER_TIME: str(created_millis(message)),
     }
+
+
+def recipient_partition(tenant: str, user_id: str, partitions: int) -> int:
+    """The fanout partition that delivers to this user (stable, uniform)."""
+    return zlib.crc32(f"{tenant}\x1f{user_id}".encode()) % partitions

@@ -109,7 +109,7 @@ def service_permissions(service: str, prefix: str = "msg") -> Permissions:
         if access.info:
             publish.append(f"$JS.API.STREAM.INFO.{access.stream}")
     for spec in CONSUMERS:
-        if spec.durable == service:
+        if spec.owner == service:
             publish.append(f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.durable}")
             publish.append(f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")
             publish.append(f"$JS.ACK.{spec.stream}.{spec.durable}.>")

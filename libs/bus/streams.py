@@ -43,11 +43,23 @@ class ConsumerSpec:
     ack_wait: float
     max_deliver: int
     max_ack_pending: int
+    owner: str  # the service (NATS user) that reads it
     filter_subject: str | None = None
 
 
 STORE = "store"
 FANOUT = "fanout"
+# Fanout is split into partitions by recipient: each partition is a durable
+# consumer of its own that sees every event in stream order and delivers to
+# the users hashed to it (``libs.delivery.recipient_partition``), so each
+# user's frames leave in seq order however many fanout replicas run. A
+# deployment picks how many (MSG_FANOUT_PARTITIONS, one replica each);
+# permissions are written for all of them up to this bound.
+MAX_FANOUT_PARTITIONS = 16
+
+
+def fanout_durable(partition: int) -> str:
+    return FANOUT if partition == 0 else f"{FANOUT}-{partition}"
 
 
 def stream_configs(
@@ -104,17 +116,44 @@ def stream_configs(
     ]
 
 
-CONSUMERS = (
-    ConsumerSpec(
-        MESSAGES_STREAM, STORE, ack_wait=10, max_deliver=8, max_ack_pending=20000
-    ),
-    ConsumerSpec(
-        CONVERSATIONS_STREAM, STORE, ack_wait=10, max_deliver=8, max_ack_pending=5000
-    ),
-    ConsumerSpec(
-        MESSAGES_STREAM, FANOUT, ack_wait=10, max_deliver=8, max_ack_pending=20000
-    ),
-)
+def consumers(fanout_partitions: int) -> tuple[ConsumerSpec, ...]:
+    """The durable consumers of a deployment with that many fanout partitions."""
+    store = (
+        ConsumerSpec(
+            MESSAGES_STREAM,
+            STORE,
+            10,
+            max_deliver=8,
+            max_ack_pending=20000,
+            owner=STORE,
+        ),
+        ConsumerSpec(
+            CONVERSATIONS_STREAM,
+            STORE,
+            10,
+            max_deliver=8,
+            max_ack_pending=5000,
+            owner=STORE,
+        ),
+    )
+    fanout = tuple(
+        # A short ack_wait: a restarted partition waits this long for its
+        # unacknowledged events to come back before it reads newer ones.
+        ConsumerSpec(
+            MESSAGES_STREAM,
+            fanout_durable(p),
+            5,
+            max_deliver=8,
+            max_ack_pending=20000,
+            owner=FANOUT,
+        )
+        for p in range(fanout_partitions)
+    )
+    return store + fanout
+
+
+# Every consumer any deployment may have (permissions, lookups).
+CONSUMERS = consumers(MAX_FANOUT_PARTITIONS)
 
 
 def consumer_spec(stream: str, durable: str) -> ConsumerSpec:
@@ -144,8 +183,12 @@ async def bootstrap(
     *,
     retention_days: int,
     duplicate_window: float,
+    fanout_partitions: int = 1,
 ) -> None:
-    """Create every stream and consumer, or bring an existing one up to date."""
+    """Create every stream and consumer, or bring an existing one up to date;
+    remove fanout partitions beyond ``fanout_partitions``."""
+    if not 1 <= fanout_partitions <= MAX_FANOUT_PARTITIONS:
+        raise ValueError(f"fanout partitions must be 1 to {MAX_FANOUT_PARTITIONS}")
     for config in stream_configs(subjects, retention_days, duplicate_window):
         try:
             await js.stream_info(config.name)
@@ -155,7 +198,18 @@ async def bootstrap(
         else:
             await js.update_stream(config)
             log.info("stream.updated", extra={"stream": config.name})
+    wanted = consumers(fanout_partitions)
     for spec in CONSUMERS:
+        if spec not in wanted:
+            try:
+                await js.delete_consumer(spec.stream, spec.durable)
+            except NotFoundError:
+                continue
+            log.info(
+                "consumer.deleted",
+                extra={"stream": spec.stream, "consumer": spec.durable},
+            )
+    for spec in wanted:
         config = _consumer_config(spec)
         try:
             await js.consumer_info(spec.stream, spec.durable)

@@ -231,6 +231,8 @@ class Stack:
         env.update(self.urls)
         env["MSG_JWT_SECRET"] = self.jwt_secret
         env["PYTHONUNBUFFERED"] = "1"
+        # One fanout partition per fanout replica (see libs/bus/streams.py).
+        env["MSG_FANOUT_PARTITIONS"] = str(self.scale)
         for key in PASSED_THROUGH:
             if key in os.environ:
                 env[key] = os.environ[key]
@@ -245,6 +247,8 @@ class Stack:
         env = self.base_env()
         env.update(self.nats_auth.env(service))
         env["MSG_INSTANCE"] = f"{service}-{index}"
+        if service == "fanout":
+            env["MSG_FANOUT_PARTITION"] = str(index % self.scale)
         ops_port = (
             self.ports.ops_base + 10 * SERVICES.index(service) + index
             if self.ports.ops_base

@@ -7,6 +7,7 @@ member's delivery subject (format in ``libs.delivery``).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import nats.errors
@@ -14,7 +15,12 @@ from nats.aio.client import Client
 
 from libs.bus.consumer import Delivery, Outcome
 from libs.bus.subjects import Subjects
-from libs.delivery import NEW_MESSAGE, encode_frame, message_headers
+from libs.delivery import (
+    NEW_MESSAGE,
+    encode_frame,
+    message_headers,
+    recipient_partition,
+)
 from libs.membership import MembershipDirectory
 from libs.schema.api import Message
 from libs.schema.events import MessageAccepted
@@ -24,12 +30,45 @@ log = logging.getLogger("fanout")
 
 
 class Fanout:
+    """Delivers to the members of each conversation that this partition
+    serves (all of them when there is one partition)."""
+
     def __init__(
-        self, nc: Client, directory: MembershipDirectory, subjects: Subjects
+        self,
+        nc: Client,
+        directory: MembershipDirectory,
+        subjects: Subjects,
+        *,
+        partition: int = 0,
+        partitions: int = 1,
+        capacity: int = 100_000,
     ) -> None:
         self._nc = nc
         self._directory = directory
         self._subjects = subjects
+        self._partition = partition
+        self._partitions = partitions
+        self._capacity = capacity
+        # conversation -> delivery subjects of its members in this partition;
+        # members never change, so this never goes stale.
+        self._targets: OrderedDict[tuple[str, str], tuple[str, ...]] = OrderedDict()
+
+    def _subjects_for(
+        self, tenant: str, conversation_id: str, members: list[str]
+    ) -> tuple[str, ...]:
+        key = (tenant, conversation_id)
+        found = self._targets.get(key)
+        if found is None:
+            found = tuple(
+                self._subjects.delivery(tenant, member)
+                for member in members
+                if recipient_partition(tenant, member, self._partitions)
+                == self._partition
+            )
+            self._targets[key] = found
+            if len(self._targets) > self._capacity:
+                self._targets.popitem(last=False)
+        return found
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes = []
@@ -51,6 +90,9 @@ class Fanout:
         if conv is None:
             d.reason = "conversation not found"
             return Outcome.DEAD
+        targets = self._subjects_for(event.tenant, conv.id, conv.members)
+        if not targets:
+            return Outcome.ACK  # no member of this conversation is ours
         message = Message(
             id=data.id,
             conversation_id=data.conversation_id,
@@ -63,12 +105,8 @@ class Fanout:
         headers = message_headers(message)
         tracing.inject(headers, d.trace_context)
         try:
-            for member in conv.members:
-                await self._nc.publish(
-                    self._subjects.delivery(event.tenant, member),
-                    payload,
-                    headers=headers,
-                )
+            for subject in targets:
+                await self._nc.publish(subject, payload, headers=headers)
         except nats.errors.Error as exc:
             # Members already served get it again on retry; gateways drop
             # repeats by message id.

@@ -83,6 +83,10 @@ class Socket:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._held: list[tuple[int, _Item, str]] | None = None
+        # A socket resumed with since_seq=N already has everything up to N;
+        # a live frame at or below it is a redelivery (each user's frames
+        # leave fanout in seq order), never news.
+        self._floor = 0
         self._limit = queue_size
         self.close_reason: str | None = None
         self.close_code: int | None = None
@@ -104,7 +108,7 @@ class Socket:
         """Queue a ``messages:new`` frame unless this socket already has it."""
         if self.close_reason is not None:
             return
-        if message_id in self._seen:
+        if message_id in self._seen or seq <= self._floor:
             self._metrics.dropped_repeats.inc()
             return
         item = _Item(text, delivery.NEW_MESSAGE, created_ms)
@@ -133,9 +137,11 @@ class Socket:
 
     # ------------------------------------------------------------ replay
 
-    def hold(self) -> None:
-        """Keep live frames aside while the backlog is being replayed."""
+    def hold(self, since_seq: int) -> None:
+        """Keep live frames aside while the backlog after ``since_seq`` is
+        being replayed."""
         self._held = []
+        self._floor = since_seq
 
     async def send_backlog(self, text: str, message_id: str) -> None:
         """Write a replayed frame now (the writer is not running yet)."""

@@ -124,7 +124,7 @@ class WebSocketEndpoint:
             "token expired",
         )
         if since_seq is not None:
-            socket.hold()
+            socket.hold(since_seq)
         await self._sessions.attach(socket)
         writer: asyncio.Task[None] | None = None
         try:

@@ -25,6 +25,7 @@ from services.store.barrier import ProjectionBarrier
 from services.store.projector import TRANSIENT, Projector, ProjectorMetrics
 from services.store.queries import Queries
 from services.store.repository import Repository
+from services.store.tail import StreamTail, TailTooLong
 
 log = logging.getLogger("store")
 
@@ -61,8 +62,11 @@ async def serve(rt: Runtime) -> None:
                 (CONVERSATIONS_STREAM, projector.conversations, 100),
             )
         ]
-        queries = Queries(repo, directory, barrier, rt.subjects, metrics.db_seconds)
-        responder = Responder(nc, rt.registry, unavailable=TRANSIENT)
+        tail = StreamTail(nc, directory, timeout=settings.request_timeout)
+        queries = Queries(
+            repo, directory, barrier, rt.subjects, metrics.db_seconds, tail
+        )
+        responder = Responder(nc, rt.registry, unavailable=(*TRANSIENT, TailTooLong))
         for endpoint, (subject, handler) in queries.endpoints().items():
             await responder.serve(subject, "store", endpoint, handler)
 

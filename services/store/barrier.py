@@ -92,18 +92,11 @@ class ProjectionBarrier:
                 )
                 return
 
-    async def stream(self) -> None:
-        """Wait until every event now in MESSAGES is stored (ack floor)."""
-        info = await self._js.stream_info(MESSAGES_STREAM)
-        target = info.state.last_seq
-        deadline = time.monotonic() + self._timeout * 2
-        while True:
-            consumer = await self._js.consumer_info(MESSAGES_STREAM, STORE)
-            if (
-                consumer.ack_floor is not None
-                and consumer.ack_floor.stream_seq >= target
-            ):
-                return
-            if not await self._wait_progress(deadline):
-                log.warning("barrier.stream_timed_out", extra={"seq": target})
-                return
+    async def projection_window(self) -> tuple[int, int]:
+        """``(floor, last)``: every MESSAGES event up to ``floor`` is in the
+        read model (the store consumer's ack floor); those after it, up to
+        the stream's ``last``, may not be yet."""
+        stream = await self._js.stream_info(MESSAGES_STREAM)
+        consumer = await self._js.consumer_info(MESSAGES_STREAM, STORE)
+        floor = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+        return floor, stream.state.last_seq

@@ -38,6 +38,7 @@ from libs.schema.api import (
 from libs.schema.events import ConversationData
 from services.store.barrier import ProjectionBarrier
 from services.store.repository import InvalidCursor, Repository
+from services.store.tail import StreamTail
 
 Handler = Callable[[Msg], Awaitable[bytes]]
 
@@ -60,7 +61,9 @@ class Queries:
         barrier: ProjectionBarrier,
         subjects: Subjects,
         db_seconds: Histogram,
+        tail: StreamTail,
     ) -> None:
+        self._tail = tail
         self._repo = repo
         self._directory = directory
         self._barrier = barrier
@@ -127,15 +130,27 @@ class Queries:
         return encode(MessagePageReply(page=page))
 
     async def messages_since(self, msg: Msg) -> bytes:
+        """Everything after ``since_seq``, exactly: the read model up to the
+        store's ack floor, then the newest events straight from the stream.
+        A store replica that died holding events leaves them unprojected
+        until their redelivery; reading the tail from the stream means a
+        resuming socket never waits for that, nor misses them."""
         q = parse_request(msg, MessagesSince)
         if isinstance(q, bytes):
             return q
-        await self._barrier.stream()
+        floor, last = await self._barrier.projection_window()
         with self._timed("messages_since"):
-            messages, more = await self._repo.messages_since(
-                q.tenant, q.user_id, q.since_seq, q.limit
+            stored, more = await self._repo.messages_since(
+                q.tenant, q.user_id, q.since_seq, floor, q.limit
             )
-        return encode(MessagesSinceReply(messages=messages, more=more))
+        if more:
+            return encode(MessagesSinceReply(messages=stored, more=True))
+        tail = await self._tail.read(
+            q.tenant, q.user_id, max(q.since_seq, floor) + 1, last
+        )
+        room = q.limit - len(stored)
+        messages = stored + tail[:room]
+        return encode(MessagesSinceReply(messages=messages, more=len(tail) > room))
 
     async def get_message(self, msg: Msg) -> bytes:
         q = parse_request(msg, GetMessage)

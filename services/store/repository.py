@@ -99,7 +99,8 @@ _SINCE = """
 SELECT m.id, m.conversation_id, m.sender_id, m.body, m.created_at, m.seq
 FROM conversation_members cm
 JOIN messages m ON m.conversation_id = cm.conversation_id
-WHERE cm.tenant_id = $1 AND cm.user_id = $2 AND m.tenant_id = $1 AND m.seq > $3
+WHERE cm.tenant_id = $1 AND cm.user_id = $2 AND m.tenant_id = $1
+  AND m.seq > $3 AND m.seq <= $5
 ORDER BY m.seq
 LIMIT $4
 """
@@ -224,10 +225,13 @@ class Repository:
         return messages, next_cursor
 
     async def messages_since(
-        self, tenant: str, user_id: str, since_seq: int, limit: int
+        self, tenant: str, user_id: str, since_seq: int, until_seq: int, limit: int
     ) -> tuple[list[Message], bool]:
+        """A member's messages with ``since_seq < seq <= until_seq``."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SINCE, tenant, user_id, since_seq, limit + 1)
+            rows = await conn.fetch(
+                _SINCE, tenant, user_id, since_seq, limit + 1, until_seq
+            )
         return [_message(r) for r in rows[:limit]], len(rows) > limit
 
     async def message_stored(self, conversation_id: str, seq: int) -> bool:

@@ -28,6 +28,7 @@ async def bootstrap(env: Mapping[str, str] | None = None) -> None:
             Subjects(settings.subject_prefix),
             retention_days=settings.retention_days,
             duplicate_window=settings.duplicate_window,
+            fanout_partitions=settings.fanout_partitions,
         )
     conn = await asyncpg.connect(settings.database_url)
     try:
