@@ -22,7 +22,7 @@ from libs.bus.streams import ConsumerSpec, consumer_spec, fanout_durable
 from libs.bus.subjects import MESSAGES_STREAM
 from libs.membership import MembershipDirectory
 from libs.service import Runtime, run
-from services.fanout.delivery import Fanout
+from services.fanout.delivery import Fanout, deliveries_counter
 
 log = logging.getLogger("fanout")
 
@@ -37,6 +37,7 @@ async def serve(rt: Runtime) -> None:
             nc,
             MembershipDirectory(nc, rt.subjects),
             rt.subjects,
+            deliveries=deliveries_counter(rt.registry),
             partition=settings.fanout_partition,
             partitions=settings.fanout_partitions,
         )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import nats.errors
 from nats.aio.client import Client
+from prometheus_client import CollectorRegistry, Counter
 
 from libs.bus.consumer import Delivery, Outcome
 from libs.bus.subjects import Subjects
@@ -29,6 +30,15 @@ from libs.telemetry import tracing
 log = logging.getLogger("fanout")
 
 
+def deliveries_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "messaging_fanout_deliveries_total",
+        "Per-user delivery frames published (a message to N served members "
+        "counts N; a retried batch counts again).",
+        registry=registry,
+    )
+
+
 class Fanout:
     """Delivers to the members of each conversation that this partition
     serves (all of them when there is one partition)."""
@@ -39,10 +49,13 @@ class Fanout:
         directory: MembershipDirectory,
         subjects: Subjects,
         *,
+        deliveries: Counter,
         partition: int = 0,
         partitions: int = 1,
         capacity: int = 100_000,
     ) -> None:
+        """``deliveries``: counts per-user frames published by this replica."""
+        self._deliveries = deliveries
         self._nc = nc
         self._directory = directory
         self._subjects = subjects
@@ -107,6 +120,7 @@ class Fanout:
         try:
             for subject in targets:
                 await self._nc.publish(subject, payload, headers=headers)
+            self._deliveries.inc(len(targets))
         except nats.errors.Error as exc:
             # Members already served get it again on retry; gateways drop
             # repeats by message id.
