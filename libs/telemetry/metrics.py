@@ -62,7 +62,7 @@ class GcPauses:
             "messaging_gc_pause_seconds",
             "Time the process stood still in garbage collection, by generation.",
             ["generation"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         gc.callbacks.append(self._observe)
