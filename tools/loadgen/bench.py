@@ -25,7 +25,6 @@ from libs.devstack.natsauth import dev_admin_env
 from tools.loadgen import ceiling, report
 from tools.loadgen.cli import execute, limit_setter
 from tools.loadgen.profile import LoadProfile
-from tools.loadgen.runner import LimitSetter
 
 PEER_PORT = 8090
 
@@ -124,18 +123,27 @@ def side_by_side(ours: dict[str, float], peer: dict[str, float] | None) -> str:
     return "\n".join(lines)
 
 
-async def _one(
-    profile: LoadProfile,
-    secret: str,
-    out: Path,
-    peer_url: str | None,
-    limits: LimitSetter | None = None,
-) -> dict[str, Any]:
-    if peer_url is None:
-        return await execute(profile, secret, out, False, set_limits=limits)
-    return await execute(
-        replace(profile, gateways=[peer_url]), secret, out, False, True
+def sweep_table(runs: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'sends/s':>8} | {'ours POST':>9} {'delivery':>9} {'GET':>7} {'verdict':>7}"
+        f" | {'peer POST':>9} {'delivery':>9} {'GET':>7} {'verdict':>7}"
     )
+    lines = [head, "-" * len(head)]
+
+    def cells(row: dict[str, Any] | None) -> str:
+        if row is None:
+            return f"{'-':>9} {'-':>9} {'-':>7} {'-':>7}"
+        verdict = "PASS" if row["passed"] else "FAIL"
+        return (
+            f"{row['post_p95_ms']:>9.1f} {row['delivery_p95_ms']:>9.1f}"
+            f" {row['get_p95_ms']:>7.1f} {verdict:>7}"
+        )
+
+    for run in runs:
+        lines.append(
+            f"{run['rate']:>8g} | {cells(run['messaging'])} | {cells(run['peer'])}"
+        )
+    return "\n".join(lines)
 
 
 def run_command(args: argparse.Namespace, secret: str) -> int:
@@ -152,26 +160,42 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         duration=args.duration,
         gateways=ready["gateways"],
     )
-    peer = None if args.skip_peer else Peer(ready, secret, PEER_PORT, out / "peer.log")
-    summary: dict[str, Any] = {"profile": base.as_dict(), "runs": []}
-    try:
-        rates = [float(r) for r in args.sweep.split(",") if r] or [base.rate]
-        for rate in rates:
-            profile = replace(base, rate=rate)
-            print(f"\n=== messaging backend at {rate:g} sends/s ===")
-            ours_out = out / f"ours-{rate:g}"
-            setter = limit_setter(ready["redis"])
-            ours = _row(asyncio.run(_one(profile, secret, ours_out, None, setter)))
-            theirs = None
-            if peer is not None:
-                print(f"\n=== python-socketio peer at {rate:g} sends/s ===")
-                theirs = _row(
-                    asyncio.run(_one(profile, secret, out / f"peer-{rate:g}", peer.url))
+    rates = [float(r) for r in args.sweep.split(",") if r] or [base.rate]
+    print(
+        f"\n=== messaging backend at {', '.join(f'{r:g}' for r in rates)} sends/s ==="
+    )
+    ours = asyncio.run(
+        execute(
+            base,
+            secret,
+            out / "messaging",
+            False,
+            set_limits=limit_setter(ready["redis"]),
+            rates=rates,
+        )
+    )
+    theirs: list[dict[str, Any] | None] = [None] * len(rates)
+    if not args.skip_peer:
+        peer = Peer(ready, secret, PEER_PORT, out / "peer.log")
+        try:
+            print("\n=== python-socketio peer, the same workload ===")
+            profile = replace(base, gateways=[peer.url])
+            theirs = list(
+                asyncio.run(
+                    execute(profile, secret, out / "peer", False, True, rates=rates)
                 )
-            summary["runs"].append({"rate": rate, "messaging": ours, "peer": theirs})
-    finally:
-        if peer is not None:
+            )
+        finally:
             peer.stop()
+    summary: dict[str, Any] = {"profile": base.as_dict(), "runs": []}
+    for rate, mine, other in zip(rates, ours, theirs, strict=True):
+        summary["runs"].append(
+            {
+                "rate": rate,
+                "messaging": _row(mine),
+                "peer": None if other is None else _row(other),
+            }
+        )
     print("\n=== JetStream publish-and-ack from Python (the ceiling for POST) ===")
     top = asyncio.run(ceiling.measure(ready["nats"], dev_admin_env(args.root)))
     summary["ceiling"] = top
@@ -181,6 +205,8 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
     )
     many = f"{top['pipelined_per_s']}/s with {top['in_flight']} in flight"
     print(f"one at a time: {one}; {many}")
+    print("\n=== rate by rate (p95 in ms; PASS = every SLO held) ===")
+    print(sweep_table(summary["runs"]))
     for run in summary["runs"]:
         print(f"\n=== side by side at {run['rate']:g} sends/s ===")
         print(side_by_side(run["messaging"], run["peer"]))

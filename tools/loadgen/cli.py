@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,11 @@ async def execute(
     quiet: bool,
     peer: bool = False,
     set_limits: LimitSetter | None = None,
-) -> dict[str, Any]:
-    """Run one profile; print its SLO table, write its files, return the result."""
+    rates: list[float] | None = None,
+) -> list[dict[str, Any]]:
+    """Run a profile, at each of ``rates`` in turn on the same sockets (its own
+    rate when not given); print each SLO table, write each one's files into
+    ``out`` (or ``out/<rate>`` for several) and return the results."""
     raise_open_files_limit()  # a socket per simulated client
     tune_gc()  # thousands of sockets: the same pauses as a gateway
     if peer:
@@ -104,17 +108,23 @@ async def execute(
         kind = SocketIoTarget if peer else MessagingTarget
         target = kind(profile.gateways, secret, session)
         run = LoadRun(profile, target, set_limits=set_limits, progress=not quiet)
+        steps = rates or [profile.rate]
+        results = []
         try:
             await run.setup()
-            await run.load()
+            for rate in steps:
+                run.profile = replace(profile, rate=rate)
+                await run.load()
+                result = report.summarise(run)
+                where = out if len(steps) == 1 else out / f"{rate:g}"
+                report.write_json(result, where / "result.json")
+                report.plot(result, where / "latency.png")
+                print(report.table(result))
+                print(f"\nresult: {where / 'result.json'}", flush=True)
+                results.append(result)
         finally:
             await run.teardown()
-    result = report.summarise(run)
-    report.write_json(result, out / "result.json")
-    report.plot(result, out / "latency.png")
-    print(report.table(result))
-    print(f"\nresult: {out / 'result.json'}   plot: {out / 'latency.png'}")
-    return result
+    return results
 
 
 def run_command(args: argparse.Namespace, secret: str) -> int:
@@ -133,7 +143,7 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
     )
     out = args.out or Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
     setter = None if args.peer else limit_setter(_ready(args.root).get("redis"))
-    result = asyncio.run(
+    (result,) = asyncio.run(
         execute(profile, secret, out, args.quiet, peer=args.peer, set_limits=setter)
     )
     return 0 if report.passed(result) else 1
