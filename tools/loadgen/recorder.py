@@ -88,6 +88,16 @@ class Recorder:
         else:
             self.latency("delivery", seconds)
 
+    def lost_sample(self, limit: int = 20) -> list[tuple[str, int]]:
+        """Some (message id, socket id) pairs that never arrived, to look into."""
+        out: list[tuple[str, int]] = []
+        for message_id, recipients in self.expected.items():
+            for socket_id in recipients - self.receipts.get(message_id, set()):
+                out.append((message_id, socket_id))
+                if len(out) >= limit:
+                    return out
+        return out
+
     def lost(self) -> int:
         return sum(
             len(recipients - self.receipts.get(message_id, set()))

@@ -42,6 +42,7 @@ def summarise(run: LoadRun) -> dict[str, Any]:
         "accepted": counts.get("accepted", 0),
         "deliveries_expected": sum(len(r) for r in rec.expected.values()),
         "lost": rec.lost(),
+        "lost_sample": rec.lost_sample(),
         "repeated": rec.repeats,
         "counts": counts,
         "timeline": [

@@ -65,6 +65,7 @@ class LoadRun:
         self._expect_presence: dict[tuple[str, str, str], float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_start = 0.0
+        self._step = 0  # which load() of this run, for unique client_msg_ids
         self._wall_start = 0.0
         self.facts: dict[str, Any] = {}
 
@@ -195,7 +196,9 @@ class LoadRun:
         conv, sender = self._pick_sender()
         body = self.bodies.make(_marker(self.run_id, n, self._wall(due)))
         gateway = self.target.gateway_for(n)
-        client_msg_id = f"{self.run_id}-{n}"
+        # Unique per rate step too: the same key again would rightly be
+        # answered as a retry of the earlier step's message.
+        client_msg_id = f"{self.run_id}-{self._step}-{n}"
         status, reply = await self.target.send(
             gateway, conv.tenant, sender, conv.id, body, client_msg_id
         )
@@ -318,6 +321,7 @@ class LoadRun:
         profile = self.profile
         loop = asyncio.get_running_loop()
         self._loop_start, self._wall_start = loop.time(), time.time()
+        self._step += 1
         self.recorder = Recorder()
         measured_from = self._loop_start + profile.warmup
         until = measured_from + profile.duration
