@@ -50,18 +50,6 @@ class Kind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    """A payload whose struct another service's work is adding.
-
-    Marks the place to fill in when that struct lands; the contract documents
-    the channel meanwhile, with an open object as its payload.
-    """
-
-    struct: str
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
 class Header:
     name: str
     description: str

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from libs.bus.catalogue import CHANNELS, PARAMETERS, Channel, Kind, Pending
+from libs.bus.catalogue import CHANNELS, PARAMETERS, Channel, Kind
 from libs.schema import frames
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -67,20 +67,12 @@ def _types() -> list[Any]:
     out: list[Any] = []
     for ch in CHANNELS:
         for kind in (ch.payload, ch.reply):
-            if kind is not None and not isinstance(kind, Pending) and kind not in out:
+            if kind is not None and kind not in out:
                 out.append(kind)
     return [*out, frames.ServerFrame, frames.ClientFrame]
 
 
 def _payload(kind: Any, refs: dict[Any, Any]) -> dict[str, Any]:
-    if isinstance(kind, Pending):
-        return {
-            "type": "object",
-            "description": (
-                f"Struct `{kind.struct}`, being added with the {kind.owner} "
-                "service; not specified until then."
-            ),
-        }
     return _asyncapi_schema(refs[kind])
 
 
@@ -103,8 +95,6 @@ def _message(ch: Channel, kind: Any, refs: dict[Any, Any], reply: bool) -> dict:
     }
     if ch.headers and not reply:
         message["headers"] = _headers(ch)
-    if isinstance(kind, Pending):
-        message["x-pending-struct"] = kind.struct
     return message
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from libs.bus import catalogue, permissions
-from libs.bus.catalogue import CHANNELS, Kind, Pending
+from libs.bus.catalogue import CHANNELS, Kind
 from libs.bus.streams import stream_configs
 from libs.bus.subjects import Subjects
 from libs.bus.subjects import matches as subject_matches
-from libs.schema import api, events, frames
 
 SAMPLE = {
     "tenant": "acme",
@@ -98,15 +97,3 @@ def test_every_event_type_has_one_stream() -> None:
     )
     with pytest.raises(KeyError):
         catalogue.stream_of("message.send")
-
-
-def test_a_pending_payload_is_used_once_its_struct_exists() -> None:
-    """Channels document some payloads by name until the service adding
-    their struct lands; then the catalogue must point at the struct."""
-    for ch in CHANNELS:
-        for kind in (ch.payload, ch.reply):
-            if isinstance(kind, Pending):
-                found = [
-                    m.__name__ for m in (api, events, frames) if hasattr(m, kind.struct)
-                ]
-                assert found == [], f"{ch.name}: use {kind.struct} from {found}"
