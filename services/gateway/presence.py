@@ -73,6 +73,11 @@ class PresenceReporter:
         self._timeout = timeout
         self._flush = flush
         self._open: dict[str, tuple[str, str]] = {}  # connection -> tenant, user
+        # The open sockets again, split into the slices that beat together
+        # (one slice per flush), so a flush touches only its own slice.
+        self._slices: list[dict[str, tuple[str, str]]] = [
+            {} for _ in range(max(1, round(heartbeat / flush)))
+        ]
         self._changes: dict[str, _Changes] = {}
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
@@ -80,13 +85,21 @@ class PresenceReporter:
 
     # ----------------------------------------------- from Sessions, no wait
 
+    def _slice(self, connection: str) -> dict[str, tuple[str, str]]:
+        return self._slices[hash(connection) % len(self._slices)]
+
     def connected(self, socket: Socket) -> None:
         self._open[socket.connection_id] = (socket.tenant, socket.user_id)
+        self._slice(socket.connection_id)[socket.connection_id] = (
+            socket.tenant,
+            socket.user_id,
+        )
         self._of(socket.tenant).connects[socket.connection_id] = socket.user_id
 
     def disconnected(self, socket: Socket) -> None:
         if self._open.pop(socket.connection_id, None) is None:
             return
+        self._slice(socket.connection_id).pop(socket.connection_id, None)
         changes = self._of(socket.tenant)
         changes.heartbeats.pop(socket.connection_id, None)
         if changes.connects.pop(socket.connection_id, None) is None:
@@ -104,12 +117,12 @@ class PresenceReporter:
 
     async def run(self) -> None:
         """Report until ``stop()``; then report every socket as closed."""
-        loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time() + self._heartbeat
+        # Each flush beats for one slice of the sockets, so every socket
+        # beats once per interval without a burst of thousands at once.
+        tick = 0
         while not await wait_event(self._stopping, self._flush):
-            if loop.time() >= next_heartbeat:
-                next_heartbeat = loop.time() + self._heartbeat
-                self._queue_heartbeats()
+            self._queue_heartbeats(self._slices[tick % len(self._slices)])
+            tick += 1
             await self._report_all()
         # Sockets still open now are closing with the process: report them
         # gone, so their users go offline after the grace, not the TTL.
@@ -118,13 +131,15 @@ class PresenceReporter:
             if changes.connects.pop(connection, None) is None:
                 changes.disconnects[connection] = user_id
         self._open.clear()
+        for part in self._slices:
+            part.clear()
         await self._report_all()
 
     def stop(self) -> None:
         self._stopping.set()
 
-    def _queue_heartbeats(self) -> None:
-        for connection, (tenant, user_id) in self._open.items():
+    def _queue_heartbeats(self, sockets: dict[str, tuple[str, str]]) -> None:
+        for connection, (tenant, user_id) in sockets.items():
             changes = self._of(tenant)
             if connection not in changes.connects:
                 changes.heartbeats[connection] = user_id
