@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from libs import auth, logs
+from tools.loadgen import arguments as loadgen_args
 
 DEFAULT_ROOT = Path(os.environ.get("MSG_DEV_ROOT", ".data"))
 
@@ -112,13 +113,28 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_bench_extra(command: str, modules: tuple[str, ...]) -> None:
+    """Stop with how to install the load generator's packages, before a
+    run that would fail half-way without them."""
+    absent = loadgen_args.missing(modules)
+    if absent:
+        sys.exit(
+            f"msgctl {command}: needs the [bench] extra, which is not installed "
+            f"(missing: {', '.join(absent)}); install it with: "
+            f"{loadgen_args.INSTALL_HINT}"
+        )
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    _need_bench_extra("loadtest", loadgen_args.LOADTEST_MODULES)
     from tools.loadgen.cli import run_command
 
     return run_command(args, _secret(args.root))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    peer = () if args.skip_peer else loadgen_args.PEER_MODULES
+    _need_bench_extra("bench", (*loadgen_args.LOADTEST_MODULES, *peer))
     from tools.loadgen.bench import run_command
 
     return run_command(args, _secret(args.root))
@@ -170,11 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
 
-    from tools.loadgen.bench import add_parser as add_bench
-    from tools.loadgen.cli import add_parser as add_loadtest
-
-    add_loadtest(sub).set_defaults(func=cmd_loadtest)
-    add_bench(sub).set_defaults(func=cmd_bench)
+    loadgen_args.add_loadtest(sub).set_defaults(func=cmd_loadtest)
+    loadgen_args.add_bench(sub).set_defaults(func=cmd_bench)
 
     integ = sub.add_parser(
         "integrator", help="NATS users of integrators (development stack)"
