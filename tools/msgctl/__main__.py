@@ -4,7 +4,7 @@ msgctl stack up [--scale N]      start everything locally (make run)
 msgctl stack down | status       stop it / show where it listens
 msgctl bootstrap                 create streams, consumers and schema
 msgctl token --tenant T --user U print a token the running stack accepts
-msgctl listen --tenant T --user U  print a user's live WebSocket events
+msgctl listen --tenant T --user U  print a user's live events (reconnects)
 msgctl limits set|get|clear --tenant T [--user U] [--limit N --window S
        --duplicate-window S]    send limits, applied at once without restart
 msgctl integrator add --tenant T --name N   NATS credentials for an integrator
@@ -76,10 +76,21 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from tools.msgctl.listen import listen
+    from tools.msgctl.listen import Listener
+    from tools.msgctl.stack import gateway_url
 
-    token = auth.issue(_secret(args.root), tenant=args.tenant, user_id=args.user)
-    return asyncio.run(listen(args.url, token, args.since_seq, args.count))
+    secret = _secret(args.root)
+    url = args.url or gateway_url(args.root)
+    print(f"msgctl listen: {url} as {args.tenant}/{args.user}", file=sys.stderr)
+
+    def token() -> str:
+        return auth.issue(secret, tenant=args.tenant, user_id=args.user, ttl=args.ttl)
+
+    listener = Listener(url, token, args.since_seq, args.count)
+    try:
+        return asyncio.run(listener.run())
+    except KeyboardInterrupt:  # Ctrl-C: the way to stop it
+        return 130
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
@@ -213,9 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)
     listen.add_argument("--user", required=True)
-    listen.add_argument("--url", default="http://127.0.0.1:8080")
-    listen.add_argument("--since-seq", type=int, default=None)
+    listen.add_argument(
+        "--url", help="gateway; default: the running stack's first, else :8080"
+    )
+    listen.add_argument(
+        "--since-seq", type=int, default=None, help="first replay messages after it"
+    )
     listen.add_argument("--count", type=int, default=0, help="stop after N messages")
+    listen.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        help="token lifetime, seconds (a new one is signed at each reconnect)",
+    )
     listen.set_defaults(func=cmd_listen)
 
     lim = sub.add_parser(
