@@ -48,6 +48,8 @@ def _print_ready(root: Path) -> None:
     for url in ready["gateways"][1:]:
         print(f"gateway replica: {url}")
     print(f"nats: {ready['nats']}  redis: {ready['redis']}")
+    if ready.get("nats_monitor"):
+        print(f"nats monitor: {ready['nats_monitor']} (/varz, /jsz, /connz)")
     print(f"postgres: {ready['postgres']}")
     for name, url in ready.get("services", {}).items():
         print(f"{name}: {url}/metrics")
