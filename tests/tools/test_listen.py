@@ -91,7 +91,7 @@ async def test_a_gateway_restart_loses_and_repeats_nothing(
     """listen, with no --url, follows the ready file of the stack in --root to
     a gateway of its own; that gateway stops (1001) while a message is sent
     through another one, and starts again."""
-    gateway = stack.make_service("gateway", 1)
+    gateway = stack.make_service("gateway", 9)
     await asyncio.to_thread(gateway.start)
     await asyncio.to_thread(gateway.wait_ready)
     (tmp_path / "run").mkdir()
