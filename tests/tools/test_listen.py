@@ -190,5 +190,5 @@ async def test_no_gateway_at_all_is_an_error_not_a_wait() -> None:
         listen.kill()
 
     assert code == 1
-    assert "cannot connect" in err
+    assert "no connection to" in err
     assert "make run" in err

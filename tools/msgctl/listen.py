@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import aiohttp
 
 CLOSE_UNAUTHORIZED = 4003
+CLOSE_ABNORMAL = 1006
 # Why a socket closed, for the line printed on reconnect.
 CLOSE_MEANINGS = {
     1000: "closed",
@@ -77,7 +78,8 @@ class Listener:
                         flush=True,
                     )
                     return 1
-                attempt = 0 if ready else attempt
+                if ready:
+                    attempt = 0  # it was up: start the back-off again
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
                 attempt += 1
                 print(
@@ -120,12 +122,12 @@ class Listener:
                 ) from None
             return f"the gateway answered HTTP {exc.status}", False
         except (aiohttp.ClientError, OSError) as exc:
-            return f"cannot connect to {self.url} ({exc.__class__.__name__})", False
+            return f"no connection to {self.url} ({exc.__class__.__name__})", False
         if code == CLOSE_UNAUTHORIZED:
             detail = f": {reason}" if reason else ""
             raise Refused(f"the gateway refused the token (4003{detail})")
-        meaning = CLOSE_MEANINGS.get(code or 1006, "closed")
-        return f"socket closed {code or 1006} ({meaning})", ready
+        code = code or CLOSE_ABNORMAL  # gone without a close frame
+        return f"socket closed {code} ({CLOSE_MEANINGS.get(code, 'closed')})", ready
 
     def _resume(self) -> str:
         if self.since_seq is None:
