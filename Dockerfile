@@ -1,8 +1,11 @@
 # One image for every service of the messaging backend; the container's
-# command picks which one runs (msg-gateway, msg-ingest, msg-store,
-# msg-fanout), and `msgctl bootstrap` creates streams, consumers and tables.
-# The servers (NATS, PostgreSQL, Redis) run in their own containers, so the
-# project is installed without its [embedded] extra.
+# command picks which one runs (msg-gateway, msg-ingest, msg-abuse-guard,
+# msg-store, msg-fanout, msg-presence), and `msgctl bootstrap` creates
+# streams, consumers and tables. The servers (NATS, PostgreSQL, Redis) run in
+# their own containers, so the project is installed without extras: no
+# [embedded] servers and no [bench] load generator (msgctl loadtest and bench
+# say so; every other msgctl command works, see
+# tests/tools/test_base_dependencies.py).
 
 FROM python:3.11-slim AS build
 WORKDIR /src

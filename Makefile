@@ -31,9 +31,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Prometheus rules: syntax, unit tests (infra/prometheus/tests) and the scrape
-# config. promtool comes from Debian's prometheus package, installed here when
-# missing (needs root, as in CI); installing it starts no server.
+# Prometheus rules: syntax, unit tests (infra/prometheus/tests) and both scrape
+# configs (dev stack, compose). promtool comes from Debian's prometheus
+# package, installed here when missing (needs root, as in CI); installing it
+# starts no server.
 PROMTOOL ?= promtool
 PROM_DIR := infra/prometheus
 
@@ -51,6 +52,7 @@ rules: promtool
 	$(PROMTOOL) check rules $(PROM_DIR)/rules/*.yml
 	$(PROMTOOL) test rules $(PROM_DIR)/tests/*.yml
 	$(PROMTOOL) check config $(PROM_DIR)/prometheus.yml
+	$(PROMTOOL) check config $(PROM_DIR)/prometheus.compose.yml
 
 format: install
 	$(BIN)/ruff format .

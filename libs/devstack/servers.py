@@ -161,6 +161,10 @@ class NatsServer(ManagedProcess):
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.port}"
 
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.monitor_port}"
+
     def start(self, config: str = "") -> None:
         store = self.data_dir / "nats" / "jetstream"
         store.mkdir(parents=True, exist_ok=True)

@@ -204,11 +204,15 @@ class Stack:
     def start_infra(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         embedded = self._embedded()
-        busy = [port for _, _, port in embedded if port_open(port)]
+        wanted = [port for _, _, port in embedded]
+        if "MSG_NATS_URL" not in self.external:
+            wanted.append(self.ports.nats_monitor)
+        busy = [port for port in wanted if port_open(port)]
         if busy:
             raise ServerError(
                 f"ports already in use: {busy}; stop what holds them or set "
-                "MSG_DEV_NATS_PORT / MSG_DEV_POSTGRES_PORT / MSG_DEV_REDIS_PORT"
+                "MSG_DEV_NATS_PORT / MSG_DEV_NATS_MONITOR_PORT / "
+                "MSG_DEV_POSTGRES_PORT / MSG_DEV_REDIS_PORT"
             )
         for _, server, _ in embedded:
             if server is self.nats:

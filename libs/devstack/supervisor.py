@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_infra()
         stack.bootstrap()
         stack.start_services()
+        # The embedded server's monitoring endpoints (/varz, /jsz, /healthz);
+        # an external NATS keeps its own.
+        monitor = None if "MSG_NATS_URL" in external else stack.nats.monitor_url
         ready = {
             "gateways": stack.gateway_urls,
             "nats": stack.urls["MSG_NATS_URL"],
+            "nats_monitor": monitor,
             "postgres": stack.urls["MSG_DATABASE_URL"],
             "redis": stack.urls["MSG_REDIS_URL"],
             "services": {p.name: p.url for p in stack.services},

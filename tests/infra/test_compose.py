@@ -52,6 +52,18 @@ def _env(service: str, env: dict[str, str] | None = None) -> dict[str, str]:
     return {key: _resolve(value, env) for key, value in raw.items()}
 
 
+def _published(
+    service: str, env: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port; an
+    entry without an address would listen on every interface."""
+    published = []
+    for entry in _services()[service].get("ports", []):
+        parts = _resolve(entry, env).split(":")
+        published.append(tuple(parts) if len(parts) == 3 else ("*", *parts))
+    return published
+
+
 def _scripts() -> dict[str, str]:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     return pyproject["project"]["scripts"]
@@ -121,11 +133,31 @@ def test_ports_and_health_checks_match_the_settings() -> None:
         check = " ".join(services[service]["healthcheck"]["test"])
         assert host == "0.0.0.0"  # reachable by Prometheus and the port map
         assert f"http://127.0.0.1:{port}/readyz" in check
-    assert services["gateway"]["ports"] == [f"8080:{_env('gateway')['MSG_HTTP_PORT']}"]
-    assert (
-        f"{serverconf.CLIENT_PORT}:{serverconf.CLIENT_PORT}"
-        in (services["nats"]["ports"])
-    )
+    gateway_port = _env("gateway")["MSG_HTTP_PORT"]
+    assert _published("gateway") == [("127.0.0.1", "8080", gateway_port)]
+    assert _published("gateway", {"MSG_GATEWAY_PUBLISH_HOST": "0.0.0.0"}) == [
+        ("0.0.0.0", "8080", gateway_port)
+    ]
+    client = str(serverconf.CLIENT_PORT)
+    assert _published("nats") == [("127.0.0.1", client, client)]
+
+
+def test_only_loopback_is_published_by_default() -> None:
+    """Nothing is reachable from another machine unless asked for, and the
+    unauthenticated NATS monitor not even from this one."""
+    published = {name: _published(name) for name in _services()}
+
+    assert {name for name, ports in published.items() if ports} == {
+        "gateway",
+        "nats",
+        "prometheus",
+        "grafana",
+    }
+    for name, ports in published.items():
+        for host, _, _ in ports:
+            assert host == "127.0.0.1", name
+    monitor = str(serverconf.MONITOR_PORT)
+    assert all(inside != monitor for _, _, inside in published["nats"])
 
 
 def test_nats_users_and_passwords_line_up_with_the_server_config() -> None:
@@ -181,29 +213,69 @@ def test_dockerfile_builds_one_non_root_image_without_embedded_servers() -> None
     assert cmd.split('"')[1] in _scripts()
 
 
-def test_prometheus_and_grafana_read_infra() -> None:
-    services = _services()
+def _mounted(service: str, inside: str) -> Path:
+    """The file of this checkout that ``service`` sees at ``inside``."""
+    for volume in _services()[service]["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("./") and (
+            inside == target or inside.startswith(target + "/")
+        ):
+            return ROOT / source / inside.removeprefix(target).lstrip("/")
+    raise AssertionError(f"{service} does not mount {inside}")
 
-    assert "./infra/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
-    assert (
-        "--config.file=/etc/prometheus/prometheus.yml"
-        in (services["prometheus"]["command"])
-    )
-    assert (
-        "./infra/grafana/provisioning:/etc/grafana/provisioning:ro"
-        in services["grafana"]["volumes"]
-    )
+
+def _prometheus_config() -> tuple[Path, dict[str, Any]]:
+    """The configuration the compose Prometheus is started with."""
+    (flag,) = [
+        arg
+        for arg in _services()["prometheus"]["command"]
+        if arg.startswith("--config.file=")
+    ]
+    path = _mounted("prometheus", flag.partition("=")[2])
+    return path, yaml.safe_load(path.read_text())
 
 
 def test_prometheus_scrapes_the_services_where_they_listen() -> None:
-    config = ROOT / "infra/prometheus/prometheus.yml"
-    if not config.exists():
-        pytest.skip("infra/prometheus/prometheus.yml is not in this tree yet")
-    targets = re.findall(r"[\"']?([a-z-]+):(\d+)[\"']?", config.read_text())
-    for host, port in targets:
-        if host in SERVICES:
-            env = _env(host)
-            assert port == env.get("MSG_OPS_PORT", env.get("MSG_HTTP_PORT"))
+    """Every app service is a target, by its compose name, on the port it
+    serves /metrics on (the gateway its HTTP port, the others their ops
+    port), in the job the rules and the dashboard expect."""
+    path, config = _prometheus_config()
+    targets = {
+        job["job_name"]: [
+            t for group in job["static_configs"] for t in group["targets"]
+        ]
+        for job in config["scrape_configs"]
+    }
+
+    for service in SERVICES:
+        env = _env(service)
+        port = env["MSG_HTTP_PORT"] if service == "gateway" else env["MSG_OPS_PORT"]
+        assert targets.get(service) == [f"{service}:{port}"], service
+    dev = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
+    assert set(targets) == {job["job_name"] for job in dev["scrape_configs"]}
+    assert config["rule_files"] == dev["rule_files"]
+    assert config["global"] == dev["global"]
+    for pattern in config["rule_files"]:
+        assert list(path.parent.glob(pattern)), pattern
+
+
+def test_grafana_provisions_the_datasource_and_the_dashboards() -> None:
+    grafana = _services()["grafana"]
+    env = _env("grafana")
+    provisioning = _mounted("grafana", "/etc/grafana/provisioning")
+    datasource = (provisioning / "datasources/prometheus.yml").read_text()
+    provider = (provisioning / "dashboards/messaging.yml").read_text()
+
+    # The provisioning files read these variables; compose sets them.
+    assert "${PROMETHEUS_URL}" in datasource
+    assert "${MESSAGING_DASHBOARDS_DIR}" in provider
+    url = urlsplit(env["PROMETHEUS_URL"])
+    assert url.hostname == "prometheus"
+    assert "prometheus" in grafana["depends_on"]
+    assert url.port == int(_published("prometheus")[0][2])
+    dashboards = _mounted("grafana", env["MESSAGING_DASHBOARDS_DIR"])
+    assert dashboards == ROOT / "infra/grafana/dashboards"
+    assert list(dashboards.glob("*.json"))
 
 
 async def test_the_containers_nats_config_runs_with_the_compose_passwords(

@@ -29,22 +29,6 @@ from tools.loadgen.profile import LoadProfile
 PEER_PORT = 8090
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("bench", help="baseline vs the socketio peer vs JetStream")
-    p.add_argument("--tenants", type=int, default=200)
-    p.add_argument("--sockets", type=int, default=1500)
-    p.add_argument("--rate", type=float, default=50.0)
-    p.add_argument("--duration", type=float, default=60.0)
-    p.add_argument(
-        "--sweep",
-        default="",
-        help="comma-separated rates to step through on both targets (the knee)",
-    )
-    p.add_argument("--skip-peer", action="store_true")
-    p.add_argument("--out", type=Path, default=None)
-    return p
-
-
 class Peer:
     """The python-socketio peer as a child process on the stack's servers."""
 

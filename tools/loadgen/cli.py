@@ -21,42 +21,6 @@ from tools.loadgen.runner import LimitSetter, LoadRun
 from tools.loadgen.target import MessagingTarget, SocketIoTarget
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("loadtest", help="drive load against a running stack")
-    d = LoadProfile()
-    p.add_argument("--tenants", type=int, default=d.tenants)
-    p.add_argument("--sockets", type=int, default=d.sockets)
-    p.add_argument("--rate", type=float, default=d.rate, help="sends per second")
-    p.add_argument("--duration", type=float, default=d.duration, help="seconds")
-    p.add_argument(
-        "--warmup",
-        type=float,
-        default=d.warmup,
-        help="seconds of the same load before measuring (caches, pools)",
-    )
-    p.add_argument("--get-share", type=float, default=d.get_share)
-    p.add_argument("--churn", type=float, default=d.churn, help="reconnects per second")
-    p.add_argument("--abusers", type=int, default=d.abusers)
-    p.add_argument("--duplicate-share", type=float, default=d.duplicate_share)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(
-        "--gateway",
-        action="append",
-        default=None,
-        help="gateway URL (repeat for several); default: the running dev stack's",
-    )
-    p.add_argument(
-        "--peer",
-        action="store_true",
-        help="drive the python-socketio peer (tools.loadgen.peer) at --gateway "
-        "instead; it has no presence, resume or abuse checks, so churn, "
-        "abusers and duplicate resends are off",
-    )
-    p.add_argument("--out", type=Path, default=None, help="folder for result files")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    return p
-
-
 def _ready(root: Path) -> dict[str, Any]:
     ready = root / "run" / "ready.json"
     return json.loads(ready.read_text()) if ready.exists() else {}

@@ -4,7 +4,7 @@ msgctl stack up [--scale N]      start everything locally (make run)
 msgctl stack down | status       stop it / show where it listens
 msgctl bootstrap                 create streams, consumers and schema
 msgctl token --tenant T --user U print a token the running stack accepts
-msgctl listen --tenant T --user U  print a user's live WebSocket events
+msgctl listen --tenant T --user U  print a user's live events (reconnects)
 msgctl limits set|get|clear --tenant T [--user U] [--limit N --window S
        --duplicate-window S]    send limits, applied at once without restart
 msgctl integrator add --tenant T --name N   NATS credentials for an integrator
@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from libs import auth, logs
+from tools.loadgen import arguments as loadgen_args
 
 DEFAULT_ROOT = Path(os.environ.get("MSG_DEV_ROOT", ".data"))
 
@@ -75,10 +76,21 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from tools.msgctl.listen import listen
+    from tools.msgctl.listen import Listener
+    from tools.msgctl.stack import gateway_url
 
-    token = auth.issue(_secret(args.root), tenant=args.tenant, user_id=args.user)
-    return asyncio.run(listen(args.url, token, args.since_seq, args.count))
+    secret = _secret(args.root)
+    url = args.url or gateway_url(args.root)
+    print(f"msgctl listen: {url} as {args.tenant}/{args.user}", file=sys.stderr)
+
+    def token() -> str:
+        return auth.issue(secret, tenant=args.tenant, user_id=args.user, ttl=args.ttl)
+
+    listener = Listener(url, token, args.since_seq, args.count)
+    try:
+        return asyncio.run(listener.run())
+    except KeyboardInterrupt:  # Ctrl-C: the way to stop it
+        return 130
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
@@ -112,13 +124,28 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_bench_extra(command: str, modules: tuple[str, ...]) -> None:
+    """Stop with how to install the load generator's packages, before a
+    run that would fail half-way without them."""
+    absent = loadgen_args.missing(modules)
+    if absent:
+        sys.exit(
+            f"msgctl {command}: needs the [bench] extra, which is not installed "
+            f"(missing: {', '.join(absent)}); install it with: "
+            f"{loadgen_args.INSTALL_HINT}"
+        )
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    _need_bench_extra("loadtest", loadgen_args.LOADTEST_MODULES)
     from tools.loadgen.cli import run_command
 
     return run_command(args, _secret(args.root))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    peer = () if args.skip_peer else loadgen_args.PEER_MODULES
+    _need_bench_extra("bench", (*loadgen_args.LOADTEST_MODULES, *peer))
     from tools.loadgen.bench import run_command
 
     return run_command(args, _secret(args.root))
@@ -170,11 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--check", action="store_true", help="fail if stale")
     contracts.set_defaults(func=cmd_contracts)
 
-    from tools.loadgen.bench import add_parser as add_bench
-    from tools.loadgen.cli import add_parser as add_loadtest
-
-    add_loadtest(sub).set_defaults(func=cmd_loadtest)
-    add_bench(sub).set_defaults(func=cmd_bench)
+    loadgen_args.add_loadtest(sub).set_defaults(func=cmd_loadtest)
+    loadgen_args.add_bench(sub).set_defaults(func=cmd_bench)
 
     integ = sub.add_parser(
         "integrator", help="NATS users of integrators (development stack)"
@@ -200,9 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     listen = sub.add_parser("listen", help="print a user's live events")
     listen.add_argument("--tenant", required=True)
     listen.add_argument("--user", required=True)
-    listen.add_argument("--url", default="http://127.0.0.1:8080")
-    listen.add_argument("--since-seq", type=int, default=None)
+    listen.add_argument(
+        "--url", help="gateway; default: the running stack's first, else :8080"
+    )
+    listen.add_argument(
+        "--since-seq", type=int, default=None, help="first replay messages after it"
+    )
     listen.add_argument("--count", type=int, default=0, help="stop after N messages")
+    listen.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        help="token lifetime, seconds (a new one is signed at each reconnect)",
+    )
     listen.set_defaults(func=cmd_listen)
 
     lim = sub.add_parser(

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from libs.devstack.supervisor import PID_FILE, READY_FILE
 
 START_TIMEOUT = 300.0
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
 
 def _pid(root: Path) -> int | None:
@@ -27,12 +29,27 @@ def _pid(root: Path) -> int | None:
     return pid
 
 
+def running(root: Path) -> dict[str, Any]:
+    """Where the running `make run` stack listens; empty when none runs."""
+    try:
+        return json.loads((root / READY_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def gateway_url(root: Path) -> str:
+    """The running stack's first gateway, else the default one."""
+    return running(root).get("gateways", [DEFAULT_GATEWAY])[0]
+
+
 def _print_ready(root: Path) -> None:
     ready = json.loads((root / READY_FILE).read_text())
     print(f"gateway: {ready['gateways'][0]}")
     for url in ready["gateways"][1:]:
         print(f"gateway replica: {url}")
     print(f"nats: {ready['nats']}  redis: {ready['redis']}")
+    if ready.get("nats_monitor"):
+        print(f"nats monitor: {ready['nats_monitor']} (/varz, /jsz, /connz)")
     print(f"postgres: {ready['postgres']}")
     for name, url in ready.get("services", {}).items():
         print(f"{name}: {url}/metrics")
