@@ -70,6 +70,8 @@ class Delivery:
 
 
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
+# Raw event -> event, raising msgspec.DecodeError for one it cannot read.
+EventDecoder = Callable[[bytes], Event]
 
 
 class ConsumerMetrics:
@@ -133,7 +135,11 @@ class PullConsumer:
         subjects: Subjects,
         max_deliver: int,
         batch: int = 256,
+        decode: EventDecoder = _decoder.decode,
     ) -> None:
+        """``decode``: how events are read; by default, strictly by today's
+        rules (an event breaking them is dead-lettered)."""
+        self._decode = decode
         self._nc = nc
         self._js = js
         self._stream = stream
@@ -244,7 +250,7 @@ class PullConsumer:
             msg=msg, stream_seq=meta.sequence.stream, delivered=meta.num_delivered
         )
         try:
-            delivery.event = _decoder.decode(msg.data)
+            delivery.event = self._decode(msg.data)
         except msgspec.DecodeError as exc:
             delivery.error = str(exc)
         return delivery

@@ -20,6 +20,7 @@ from libs.schema.types import (
     TenantId,
     Timestamp,
     UserId,
+    whole,
 )
 
 PAGE_MAX = 200
@@ -126,7 +127,7 @@ Verdict = Literal["allow", "rate_limited", "duplicate", "retry"]
 Fingerprint = Annotated[
     str,
     Meta(
-        pattern="^[0-9a-f]{64}$",
+        pattern=whole("[0-9a-f]{64}"),
         description="SHA-256 (hex) of the body normalised for comparing: NFC, "
         "trimmed, inner whitespace runs as one space",
     ),

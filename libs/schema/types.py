@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from msgspec import Meta
 
+
+def whole(pattern: str) -> str:
+    r"""``pattern`` anchored to the whole string, in Python as in ECMA-262.
+
+    Python's ``$`` also matches just before a final newline, so ``^bob$``
+    lets ``"bob\n"`` through (msgspec and ``re.match`` both use Python's
+    engine). The lookahead refuses that newline; in ECMA-262, where the
+    generated JSON Schemas are read, ``$`` is already the true end and the
+    lookahead changes nothing.
+    """
+    return f"^{pattern}$(?!\\n)"
+
+
 # Tenant, user and conversation ids travel as NATS subject tokens, so they
-# may hold no dots, spaces or wildcards.
-TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# may hold no dots, spaces, newlines or wildcards.
+TOKEN_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` is a valid tenant, user or conversation id."""
+    return _TOKEN.match(value) is not None
+
 
 TenantId = Annotated[
     str, Meta(pattern=TOKEN_PATTERN, description="Tenant (company) id, from the JWT")

@@ -6,7 +6,6 @@ The tenant always comes from the token, never from the request.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -37,7 +36,7 @@ from libs.schema.api import (
     SendReply,
     SendRequest,
 )
-from libs.schema.types import TOKEN_PATTERN
+from libs.schema.types import is_id
 from libs.text import InvalidBody, check_body
 from services.gateway.auth import authenticate, bearer_token
 from services.gateway.backend import Backend
@@ -45,7 +44,6 @@ from services.gateway.errors import ApiError
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ID = re.compile(TOKEN_PATTERN)
 
 
 def json_response(
@@ -109,7 +107,7 @@ def _query_id(request: web.Request, name: str) -> str:
 
 
 def _checked_id(value: str, name: str) -> str:
-    if not _ID.match(value):
+    if not is_id(value):
         raise ApiError(errors.INVALID_REQUEST, f"{name} is not a valid id")
     return value
 
@@ -126,7 +124,7 @@ def _query_user_ids(request: web.Request) -> list[str]:
             f"at most {PRESENCE_QUERY_MAX} user_ids per request",
         )
     for user_id in user_ids:
-        if not _ID.match(user_id):
+        if not is_id(user_id):
             raise ApiError(
                 errors.INVALID_REQUEST,
                 "user_ids must be comma-separated user ids; "
@@ -240,7 +238,7 @@ class MessagingApi:
     async def get_conversation(self, request: web.Request) -> web.Response:
         who = self.principal(request)
         conversation_id = request.match_info["conversation_id"]
-        if not _ID.match(conversation_id):
+        if not is_id(conversation_id):
             raise ApiError(errors.NOT_FOUND, "no such conversation")
         query = GetConversation(
             tenant=who.tenant, user_id=who.user_id, conversation_id=conversation_id

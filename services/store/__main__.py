@@ -18,7 +18,7 @@ from libs.bus.consumer import ConsumerMetrics, PullConsumer
 from libs.bus.responder import Responder
 from libs.bus.streams import STORE, consumer_spec
 from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM
-from libs.membership import MembershipDirectory
+from libs.membership import MembershipDirectory, decode_created
 from libs.service import Runtime, run
 from services.store import housekeeping
 from services.store.barrier import ProjectionBarrier
@@ -56,10 +56,18 @@ async def serve(rt: Runtime) -> None:
                 subjects=rt.subjects,
                 max_deliver=consumer_spec(stream, STORE).max_deliver,
                 batch=batch,
+                **options,
             )
-            for stream, handler, batch in (
-                (MESSAGES_STREAM, projector.messages, 500),
-                (CONVERSATIONS_STREAM, projector.conversations, 100),
+            for stream, handler, batch, options in (
+                (MESSAGES_STREAM, projector.messages, 500, {}),
+                # Conversations as they were written: one created before a
+                # rule was tightened is still projected (libs.membership).
+                (
+                    CONVERSATIONS_STREAM,
+                    projector.conversations,
+                    100,
+                    {"decode": decode_created},
+                ),
             )
         ]
         tail = StreamTail(nc, directory, timeout=settings.request_timeout)

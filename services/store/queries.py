@@ -17,7 +17,7 @@ from prometheus_client import Histogram
 
 from libs.bus.codec import encode, error_reply, parse_request
 from libs.bus.subjects import Subjects
-from libs.membership import MembershipDirectory
+from libs.membership import MembershipDirectory, deliverable
 from libs.schema import errors
 from libs.schema.api import (
     Conversation,
@@ -46,7 +46,7 @@ Handler = Callable[[Msg], Awaitable[bytes]]
 def _from_event(data: ConversationData) -> Conversation:
     return Conversation(
         id=data.id,
-        members=data.members,
+        members=deliverable(data.members)[0],  # as Repository answers them
         created_by=data.created_by,
         created_at=data.created_at,
         title=data.title,
