@@ -7,13 +7,16 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import asyncpg
 import msgspec
+from msgspec import Meta
 
 from libs.membership import deliverable
 from libs.schema.api import Conversation, Message
 from libs.schema.events import AcceptedMessage, ConversationData
+from libs.schema.types import ConversationId
 
 
 class InvalidCursor(ValueError):
@@ -130,20 +133,33 @@ LIMIT $3
 """
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def encode_cursor(at: dt.datetime, key: int | str) -> str:
-    micros = int(at.timestamp() * 1_000_000)
+    micros = (at - _EPOCH) // dt.timedelta(microseconds=1)  # exact, unlike floats
     raw = msgspec.json.encode([micros, key])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# What a cursor may hold once decoded, whoever wrote it: a time from the
+# epoch to the end of year 9999 (what datetime holds; PostgreSQL holds more),
+# and a key PostgreSQL can compare: a bigint seq or a conversation id.
+_Micros = Annotated[int, Meta(ge=0, le=253_402_300_799_999_999)]
+_Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+_CURSORS: dict[type, msgspec.json.Decoder] = {
+    int: msgspec.json.Decoder(tuple[_Micros, _Seq]),
+    str: msgspec.json.Decoder(tuple[_Micros, ConversationId]),
+}
 
 
 def decode_cursor(cursor: str, key_type: type) -> tuple[dt.datetime, int | str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        micros, key = msgspec.json.decode(raw, type=tuple[int, key_type])
-        at = dt.datetime.fromtimestamp(micros / 1_000_000, tz=dt.UTC)
-    except (ValueError, msgspec.DecodeError, OverflowError) as exc:
+        micros, key = _CURSORS[key_type].decode(raw)
+    except (ValueError, msgspec.DecodeError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
-    return at, key
+    return _EPOCH + dt.timedelta(microseconds=micros), key
 
 
 def _message(row: asyncpg.Record) -> Message:
