@@ -47,7 +47,9 @@ _ID = {"type": "string", "pattern": TOKEN_PATTERN}
 _LIMIT = Param(
     "limit",
     "query",
-    f"Page size; {PAGE_DEFAULT} by default, at most {PAGE_MAX} (larger is capped)",
+    f"Page size; {PAGE_DEFAULT} by default, at most {PAGE_MAX} (larger is "
+    "capped). A page of large items holds fewer (about 512 KiB of them, at "
+    "least one): read on while `next_cursor` is not null",
     {"type": "integer", "minimum": 1, "default": PAGE_DEFAULT},
 )
 _CURSOR = Param(
