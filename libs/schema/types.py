@@ -47,8 +47,33 @@ ClientMsgId = Annotated[
     Meta(
         min_length=1,
         max_length=128,
-        description="Client-chosen idempotency key; a retry with it answers "
-        "the original message",
+        pattern=whole("[!-~]{1,128}"),
+        description="Client-chosen idempotency key: 1 to 128 printable ASCII "
+        "characters, no spaces (a UUID, a counter, a hash); a retry with it "
+        "answers the original message",
+    ),
+]
+# Events keep the rules they were first published under: narrowing one in
+# place would break their readers (contracts/EVOLUTION.md).
+EventClientMsgId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        description="The send's client_msg_id. Sends are held to printable "
+        "ASCII without spaces; events of earlier versions may hold any text",
+    ),
+]
+Title = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=whole(r"[^\x00-\x1f\x7f-\x9f]*"),
+        description="1 to 200 Unicode code points, kept as sent; no control "
+        "characters (C0, DEL or C1, so no NUL, tab or newline), and not blank "
+        "once trimmed (whitespace and invisible format characters such as "
+        "U+200B do not count)",
     ),
 ]
 Body = Annotated[
@@ -56,7 +81,8 @@ Body = Annotated[
     Meta(
         min_length=1,
         max_length=4000,
-        description="1 to 4,000 Unicode code points, no NUL, not blank",
+        description="1 to 4,000 Unicode code points, no NUL, not blank once "
+        "trimmed (whitespace and invisible format characters do not count)",
     ),
 ]
 Seq = Annotated[
@@ -65,6 +91,7 @@ Seq = Annotated[
 Timestamp = Annotated[datetime, Meta(tz=True, description="UTC, RFC 3339")]
 
 BODY_MAX_CHARS = 4000
+TITLE_MAX_CHARS = 200
 
 
 def utc_now_ms() -> datetime:

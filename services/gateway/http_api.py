@@ -37,7 +37,7 @@ from libs.schema.api import (
     SendRequest,
 )
 from libs.schema.types import is_id
-from libs.text import InvalidBody, check_body
+from libs.text import InvalidBody, InvalidTitle, check_body, check_title
 from services.gateway.auth import authenticate, bearer_token
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError
@@ -201,6 +201,11 @@ class MessagingApi:
     async def create_conversation(self, request: web.Request) -> web.Response:
         who = self.principal(request)
         body = await read_json(request, CreateConversationRequest)
+        if body.title is not None:
+            try:
+                check_title(body.title)
+            except InvalidTitle as exc:
+                raise ApiError(errors.INVALID_REQUEST, str(exc)) from exc
         command = CreateConversation(
             tenant=who.tenant,
             creator_id=who.user_id,

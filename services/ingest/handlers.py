@@ -54,7 +54,7 @@ from libs.schema.events import (
 )
 from libs.schema.types import utc_now_ms
 from libs.telemetry import tracing
-from libs.text import InvalidBody, check_body
+from libs.text import InvalidBody, InvalidTitle, check_body, check_title
 from services.ingest.abuse import AbuseGuardClient
 
 log = logging.getLogger("ingest")
@@ -279,6 +279,11 @@ class Ingest:
         cmd = parse_request(msg, CreateConversation)
         if isinstance(cmd, bytes):
             return cmd
+        if cmd.title is not None:
+            try:
+                check_title(cmd.title)
+            except InvalidTitle as exc:
+                return error_reply(errors.INVALID_REQUEST, str(exc))
         members = list(dict.fromkeys([cmd.creator_id, *cmd.members]))
         if len(members) > MAX_MEMBERS:
             return error_reply(

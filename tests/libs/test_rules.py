@@ -17,14 +17,25 @@ from services.store.repository import InvalidCursor, decode_cursor, encode_curso
 
 
 @pytest.mark.parametrize(
-    "body", ["x", "😀" * 4000, "  padded  ", "e\u0301", "line\nbreak", "\u200b visible"]
+    "body",
+    [
+        *("x", "😀" * 4000, "  padded  ", "e\u0301", "line\nbreak", "\u200b visible"),
+        *("\u0301", "\U0001f44d\ufe0f", "\u200ba\u200b", "\x01" * 3 + "!"),
+    ],
 )
 def test_accepted_bodies(body: str) -> None:
     check_body(body)
 
 
 @pytest.mark.parametrize(
-    "body", ["", " ", "\n\t\u3000", "x" * 4001, "a\x00b", "\ud800"]
+    "body",
+    [
+        *("", " ", "\n\t\u3000", "x" * 4001, "a\x00b", "\ud800"),
+        # invisible only: format characters (Cf), fillers and separators
+        *("\u200b\u200b", "\ufeff", "\u2060\u200d\u200c", "\u00ad", "\u180e"),
+        *("\u3164", "\u115f\u1160", "\uffa0", "\u2800", "\ufe0f", "\u034f"),
+        *("\U000e0020\U000e007f", "\u00a0\u200b \u2028", "\x01\x7f\x85"),
+    ],
 )
 def test_refused_bodies(body: str) -> None:
     with pytest.raises(InvalidBody):
