@@ -35,6 +35,7 @@ log = logging.getLogger("gateway.sessions")
 _tracer = tracing.tracer("messaging.gateway")
 
 # Application close codes (4000-4999), documented in README.md.
+CLOSE_NORMAL = 1000
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_UNAUTHORIZED = 4003
 CLOSE_SLOW = 4008
@@ -175,7 +176,8 @@ class Socket:
     # ----------------------------------------------------------- closing
 
     def close(self, code: int, reason: str) -> None:
-        """Close with an application code; safe to call more than once."""
+        """Close with an application code; safe to call more than once.
+        The first code given is the one the client gets."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
@@ -183,6 +185,16 @@ class Socket:
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         self._closing = asyncio.create_task(self._close(code, reason))
+
+    async def finish(self) -> None:
+        """Finish the socket: with the code a close was started with, if one
+        was (the close runs as a task that may not have started yet), else
+        normally (1000)."""
+        if self._closing is None:
+            self.close(CLOSE_NORMAL, "")
+        assert self._closing is not None
+        # Shielded: a handler cancelled at shutdown still sends its code.
+        await asyncio.shield(self._closing)
 
     async def _close(self, code: int, reason: str) -> None:
         try:

@@ -142,8 +142,9 @@ class WebSocketEndpoint:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await writer
-            if not socket.ws.closed:
-                await socket.ws.close()
+            # Not ws.close(): that would send 1000 ahead of a code a close
+            # was started with (1013, 4001, 4003, 4008, 1001).
+            await socket.finish()
 
     async def _replay(self, socket: Socket, since_seq: int) -> bool:
         after = since_seq

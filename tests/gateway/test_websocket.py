@@ -130,3 +130,40 @@ async def test_slow_client_is_dropped_without_slowing_others(
         await fast.close()
     finally:
         gateway.stop()
+
+
+async def test_a_refresh_with_another_users_token_is_closed_4003(
+    client: Client,
+) -> None:
+    tenant = unique()
+    ws = await client.ws(tenant, "bob")
+
+    mallory = client.token(tenant, "mallory")
+    await ws.ws.send_str(json.dumps({"event": "auth", "data": {"token": mallory}}))
+    msg = await ws.ws.receive(timeout=5)
+    while msg.type == aiohttp.WSMsgType.TEXT:  # a pong or presence frame first
+        msg = await ws.ws.receive(timeout=5)
+
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert msg.data == 4003
+
+
+async def test_a_stopping_gateway_closes_its_sockets_1001(
+    stack: Stack, client: Client
+) -> None:
+    gateway = stack.make_service("gateway", 8)
+    gateway.start()
+    try:
+        await asyncio.to_thread(gateway.wait_ready)
+        tenant = unique()
+        ws = await client.at(gateway.url).ws(tenant, "bob")
+
+        await asyncio.to_thread(gateway.stop)
+        msg = await ws.ws.receive(timeout=10)
+        while msg.type == aiohttp.WSMsgType.TEXT:
+            msg = await ws.ws.receive(timeout=10)
+    finally:
+        gateway.stop()
+
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert msg.data == 1001  # the code in the frame (the process may be gone)
