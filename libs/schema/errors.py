@@ -10,6 +10,7 @@ UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 DUPLICATE = "duplicate"
+CLIENT_MSG_ID_REUSED = "client_msg_id_reused"
 TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
@@ -25,6 +26,7 @@ HTTP_STATUS = {
     NOT_FOUND: 404,
     "method_not_allowed": 405,
     DUPLICATE: 409,
+    CLIENT_MSG_ID_REUSED: 409,
     TOO_LARGE: 413,
     "unsupported_media_type": 415,
     RATE_LIMITED: 429,

@@ -194,7 +194,9 @@ ERROR_STATUS = {
     403: "You are not a member of the conversation",
     404: "No such conversation, or another tenant's (ids leak nothing)",
     409: "The same body again, by the same user in the same conversation, "
-    "within the suppression window (`duplicate`)",
+    "within the suppression window (`duplicate`); or a `client_msg_id` already "
+    "used for another message, in another conversation or with another body "
+    "(`client_msg_id_reused`)",
     413: "The request body is over 64 KiB",
     429: "Over your send limit; retry after `Retry-After` seconds",
     500: "A bug on our side",
