@@ -13,6 +13,7 @@ DUPLICATE = "duplicate"
 CLIENT_MSG_ID_REUSED = "client_msg_id_reused"
 TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
+TOO_MANY_SOCKETS = "too_many_sockets"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
 
@@ -30,6 +31,7 @@ HTTP_STATUS = {
     TOO_LARGE: 413,
     "unsupported_media_type": 415,
     RATE_LIMITED: 429,
+    TOO_MANY_SOCKETS: 429,
     INTERNAL: 500,
     UNAVAILABLE: 503,
 }

@@ -146,7 +146,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{BASE}/ws",
         "Live events over a WebSocket",
         101,
-        errors=(400, 401),
+        errors=(400, 401, 429),
         params=(
             Param(
                 "token",
@@ -172,7 +172,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "below and in `contracts/asyncapi.json` (channel `websocket`). "
             "Close codes: 4001 token expired, 4003 unauthorized, 4008 too "
             "slow, 1001 gateway shutting down, 1013 history unavailable; "
-            "after any of them, reconnect with `since_seq`."
+            "after any of them, reconnect with `since_seq`. A user holds at "
+            "most 16 sockets on a gateway (`MSG_WS_MAX_PER_USER`): one more is "
+            "refused with 429 `too_many_sockets`, or closed 4029 when it "
+            "authenticates by its first frame."
         ),
     ),
     Endpoint(
@@ -198,7 +201,9 @@ ERROR_STATUS = {
     "used for another message, in another conversation or with another body "
     "(`client_msg_id_reused`)",
     413: "The request body is over 64 KiB",
-    429: "Over your send limit; retry after `Retry-After` seconds",
+    429: "Over your send limit (`rate_limited`): retry after `Retry-After` "
+    "seconds; or, opening a WebSocket, too many sockets of yours already open "
+    "on this gateway (`too_many_sockets`): close one first",
     500: "A bug on our side",
     503: "A service behind the gateway is down; retry after `Retry-After` "
     "seconds (a send with `client_msg_id` is safe to retry)",
