@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from libs import auth
+from libs.bus.permissions import integrator_user
 from libs.schema.types import is_id
 from tests.support import Client, unique
 
@@ -18,6 +19,10 @@ def test_an_id_with_a_newline_is_not_an_id(value: str) -> None:
     assert not is_id(value)
     with pytest.raises(ValueError, match="must match"):
         auth.issue("s" * 40, tenant="acme", user_id=value)
+    with pytest.raises(ValueError):
+        integrator_user(value, "crm")
+    with pytest.raises(ValueError):
+        integrator_user("acme", value.replace("bob", "crm"))
 
 
 async def test_a_member_with_a_trailing_newline_is_a_400(client: Client) -> None:
