@@ -19,9 +19,9 @@ def test_an_id_with_a_newline_is_not_an_id(value: str) -> None:
     assert not is_id(value)
     with pytest.raises(ValueError, match="must match"):
         auth.issue("s" * 40, tenant="acme", user_id=value)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tenant must match"):
         integrator_user(value, "crm")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="integrator name"):
         integrator_user("acme", value.replace("bob", "crm"))
 
 
