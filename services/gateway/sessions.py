@@ -34,7 +34,7 @@ from services.gateway.metrics import GatewayMetrics
 log = logging.getLogger("gateway.sessions")
 _tracer = tracing.tracer("messaging.gateway")
 
-# Application close codes (4000-4999), documented in README.md.
+# Close codes we send, documented in README.md (4000-4999 are ours).
 CLOSE_NORMAL = 1000
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_UNAUTHORIZED = 4003

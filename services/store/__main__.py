@@ -14,7 +14,7 @@ import logging
 import asyncpg
 
 from libs.bus.connection import connect
-from libs.bus.consumer import ConsumerMetrics, PullConsumer
+from libs.bus.consumer import ConsumerMetrics, PullConsumer, decode_event
 from libs.bus.responder import Responder
 from libs.bus.streams import STORE, consumer_spec
 from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM
@@ -56,18 +56,13 @@ async def serve(rt: Runtime) -> None:
                 subjects=rt.subjects,
                 max_deliver=consumer_spec(stream, STORE).max_deliver,
                 batch=batch,
-                **options,
+                decode=decode,
             )
-            for stream, handler, batch, options in (
-                (MESSAGES_STREAM, projector.messages, 500, {}),
-                # Conversations as they were written: one created before a
-                # rule was tightened is still projected (libs.membership).
-                (
-                    CONVERSATIONS_STREAM,
-                    projector.conversations,
-                    100,
-                    {"decode": decode_created},
-                ),
+            # Conversations are read as they were written: one created before
+            # a rule was tightened is still projected (libs.membership).
+            for stream, handler, batch, decode in (
+                (MESSAGES_STREAM, projector.messages, 500, decode_event),
+                (CONVERSATIONS_STREAM, projector.conversations, 100, decode_created),
             )
         ]
         tail = StreamTail(nc, directory, timeout=settings.request_timeout)
