@@ -32,6 +32,17 @@ def is_id(value: str) -> bool:
     return _TOKEN.match(value) is not None
 
 
+CLIENT_MSG_ID_PATTERN = whole("[!-~]{1,128}")  # printable ASCII, no space
+TITLE_PATTERN = whole(r"[^\x00-\x1f\x7f-\x9f]*")  # no C0, DEL or C1 control
+# Each pattern as a person reads it, for error messages.
+PATTERN_RULES = {
+    TOKEN_PATTERN: "an id: 1 to 64 ASCII letters, digits, `_` or `-`, "
+    "starting with a letter or digit",
+    CLIENT_MSG_ID_PATTERN: "1 to 128 printable ASCII characters without spaces",
+    TITLE_PATTERN: "text without control characters (NUL, tab, newline, ...)",
+}
+
+
 TenantId = Annotated[
     str, Meta(pattern=TOKEN_PATTERN, description="Tenant (company) id, from the JWT")
 ]
@@ -47,7 +58,7 @@ ClientMsgId = Annotated[
     Meta(
         min_length=1,
         max_length=128,
-        pattern=whole("[!-~]{1,128}"),
+        pattern=CLIENT_MSG_ID_PATTERN,
         description="Client-chosen idempotency key: 1 to 128 printable ASCII "
         "characters, no spaces (a UUID, a counter, a hash); a retry with it "
         "answers the original message",
@@ -69,7 +80,7 @@ Title = Annotated[
     Meta(
         min_length=1,
         max_length=200,
-        pattern=whole(r"[^\x00-\x1f\x7f-\x9f]*"),
+        pattern=TITLE_PATTERN,
         description="1 to 200 Unicode code points, kept as sent; no control "
         "characters (C0, DEL or C1, so no NUL, tab or newline), and not blank "
         "once trimmed (whitespace and invisible format characters such as "

@@ -36,7 +36,7 @@ from libs.schema.api import (
     SendReply,
     SendRequest,
 )
-from libs.schema.types import is_id
+from libs.schema.types import PATTERN_RULES, is_id
 from libs.text import InvalidBody, InvalidTitle, check_body, check_title
 from services.gateway.auth import authenticate, bearer_token
 from services.gateway.backend import Backend
@@ -64,9 +64,16 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
     try:
         return decoder(kind).decode(raw)
     except msgspec.ValidationError as exc:
-        raise ApiError(errors.INVALID_REQUEST, str(exc)) from exc
+        raise ApiError(errors.INVALID_REQUEST, _readable(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise ApiError(errors.INVALID_JSON, f"malformed JSON: {exc}") from exc
+
+
+def _readable(message: str) -> str:
+    """msgspec's message, with a rule in words where it quotes a regex."""
+    for pattern, rule in PATTERN_RULES.items():
+        message = message.replace(f"`str` matching regex {pattern!r}", rule)
+    return message
 
 
 def rate_limit_headers(limit: LimitInfo | None) -> dict[str, str]:

@@ -73,6 +73,7 @@ async def test_every_bad_send_gets_its_4xx_and_nothing_is_stored(
         assert reply.status == status, (name, reply)
         assert reply.body["error"]["code"] == code, (name, reply)
         assert reply.body["error"]["message"], name
+        assert "regex" not in reply.body["error"]["message"], (name, reply)
 
     listed = await client.list_messages(tenant, "alice", conv["id"])
     assert listed.body["messages"] == []

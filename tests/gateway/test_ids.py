@@ -37,6 +37,8 @@ async def test_a_member_with_a_trailing_newline_is_a_400(client: Client) -> None
 
     assert reply.status == 400, reply
     assert reply.body["error"]["code"] == "invalid_request"
+    assert reply.body["error"]["message"].startswith("Expected an id: 1 to 64")
+    assert "members[0]" in reply.body["error"]["message"]
     mine = await client.request(
         "GET", "/api/messaging/conversations", token=client.token(tenant, "alice")
     )
