@@ -7,17 +7,15 @@ tokens signed with another algorithm or secret fail.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
 
-from libs.schema.types import TOKEN_PATTERN
+from libs.schema.types import TOKEN_PATTERN, is_id
 
 ALGORITHM = "HS256"
-_ID = re.compile(TOKEN_PATTERN)
 LEEWAY = 5  # seconds of clock skew tolerated on exp/nbf
 
 
@@ -40,7 +38,7 @@ def issue(
     ttl: float = 3600.0,
     now: float | None = None,
 ) -> str:
-    if not (_ID.match(tenant) and _ID.match(user_id)):
+    if not (is_id(tenant) and is_id(user_id)):
         raise ValueError("tenant and user ids must match " + TOKEN_PATTERN)
     issued = time.time() if now is None else now
     claims = {
@@ -66,9 +64,9 @@ def verify(secret: str, token: str) -> Principal:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
     tenant, user_id = claims.get("tenant"), claims.get("sub")
-    if not (isinstance(tenant, str) and _ID.match(tenant)):
+    if not (isinstance(tenant, str) and is_id(tenant)):
         raise AuthError("invalid tenant claim")
-    if not (isinstance(user_id, str) and _ID.match(user_id)):
+    if not (isinstance(user_id, str) and is_id(user_id)):
         raise AuthError("invalid sub claim")
     return Principal(tenant=tenant, user_id=user_id, expires_at=float(claims["exp"]))
 

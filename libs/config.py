@@ -115,6 +115,11 @@ class Settings:
     ws_queue_size: int = _env_field(
         "MSG_WS_QUEUE_SIZE", 512, "frames buffered per socket before it is closed"
     )
+    # A person has a few devices and tabs; a script opening hundreds of
+    # sockets as one user would cost every gateway memory and fan-out work.
+    ws_max_per_user: int = _env_field(
+        "MSG_WS_MAX_PER_USER", 16, "sockets one user may hold open per gateway"
+    )
     fanout_partitions: int = _env_field(
         "MSG_FANOUT_PARTITIONS",
         1,
@@ -161,6 +166,8 @@ class Settings:
                 "MSG_PRESENCE_HEARTBEAT must be positive and at most a third "
                 "of MSG_PRESENCE_TTL"
             )
+        if self.ws_max_per_user < 1:
+            raise ConfigError("MSG_WS_MAX_PER_USER must be at least 1")
         if self.presence_grace < 0:
             raise ConfigError("MSG_PRESENCE_GRACE must not be negative")
         if not 0 <= self.fanout_partition < self.fanout_partitions:

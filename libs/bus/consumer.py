@@ -39,7 +39,8 @@ from libs.telemetry.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("bus.consumer")
 _tracer = tracing.tracer("messaging.bus")
-_decoder = msgspec.json.Decoder(Event)
+# Events by today's rules; one that breaks them is dead-lettered.
+decode_event = msgspec.json.Decoder(Event).decode
 
 HEARTBEAT = 1.0  # seconds between idle heartbeats from the server
 EXPIRES = 10.0  # seconds a pull request stays open
@@ -70,6 +71,8 @@ class Delivery:
 
 
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
+# Raw event -> event, raising msgspec.DecodeError for one it cannot read.
+EventDecoder = Callable[[bytes], Event]
 
 
 class ConsumerMetrics:
@@ -133,7 +136,10 @@ class PullConsumer:
         subjects: Subjects,
         max_deliver: int,
         batch: int = 256,
+        decode: EventDecoder = decode_event,
     ) -> None:
+        """``decode``: how events are read (``DecodeError``: dead-lettered)."""
+        self._decode = decode
         self._nc = nc
         self._js = js
         self._stream = stream
@@ -244,7 +250,7 @@ class PullConsumer:
             msg=msg, stream_seq=meta.sequence.stream, delivered=meta.num_delivered
         )
         try:
-            delivery.event = _decoder.decode(msg.data)
+            delivery.event = self._decode(msg.data)
         except msgspec.DecodeError as exc:
             delivery.error = str(exc)
         return delivery

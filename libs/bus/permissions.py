@@ -38,11 +38,10 @@ from libs.bus import catalogue
 from libs.bus.catalogue import CHANNELS, FANOUT, INGEST, STORE
 from libs.bus.streams import CONSUMERS
 from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM
-from libs.schema.types import TOKEN_PATTERN
+from libs.schema.types import TOKEN_PATTERN, is_id, whole
 
 ADMIN = "admin"
-INTEGRATOR_NAME = re.compile(r"^[a-z0-9]{1,32}$")
-_TENANT = re.compile(TOKEN_PATTERN)
+INTEGRATOR_NAME = re.compile(whole("[a-z0-9]{1,32}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +122,7 @@ def integrator_user(tenant: str, name: str) -> str:
     ``name`` has no ``-``, so the last ``-`` separates it from the tenant and
     two integrators never share a user name.
     """
-    if not _TENANT.match(tenant):
+    if not is_id(tenant):
         raise ValueError(f"tenant must match {TOKEN_PATTERN}")
     if not INTEGRATOR_NAME.match(name):
         raise ValueError("integrator name must be 1-32 lowercase letters or digits")

@@ -31,6 +31,9 @@ _tracer = tracing.tracer("messaging.bus")
 _INTERNAL = msgspec.json.encode(
     {"error": {"code": "internal", "message": "internal error"}}
 )
+_TOO_LARGE = msgspec.json.encode(
+    {"error": {"code": "internal", "message": "the answer was too large to send"}}
+)
 # retry_after: the gateway turns it into the Retry-After header of its 503.
 _UNAVAILABLE = msgspec.json.encode(
     {
@@ -119,6 +122,19 @@ class Responder:
                 log.exception("request.failed", extra={"endpoint": endpoint})
                 span.record_exception(exc)
                 reply, outcome = _INTERNAL, "error"
+            if len(reply) > self._nc.max_payload:
+                # Our bug: every reply is meant to fit (pages are cut by
+                # size). The server would refuse it and leave the caller to
+                # time out; answer at once instead.
+                log.error(
+                    "request.reply_too_large",
+                    extra={
+                        "endpoint": endpoint,
+                        "bytes": len(reply),
+                        "max_payload": self._nc.max_payload,
+                    },
+                )
+                reply, outcome = _TOO_LARGE, "error"
         if msg.reply:
             try:
                 await msg.respond(reply)

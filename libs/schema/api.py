@@ -19,7 +19,9 @@ from libs.schema.types import (
     Seq,
     TenantId,
     Timestamp,
+    Title,
     UserId,
+    whole,
 )
 
 PAGE_MAX = 200
@@ -81,7 +83,7 @@ class CreateConversationRequest(Struct, kw_only=True, forbid_unknown_fields=True
     """Body of ``POST /api/messaging/conversations``."""
 
     members: Annotated[list[UserId], Meta(min_length=1, max_length=1000)]
-    title: Annotated[str, Meta(max_length=200)] | None = None
+    title: Title | None = None
 
 
 # ------------------------------------------------------------ bus: commands
@@ -112,7 +114,7 @@ class CreateConversation(Struct, kw_only=True, omit_defaults=True):
     tenant: TenantId
     creator_id: UserId
     members: list[UserId]
-    title: str | None = None
+    title: Title | None = None
 
 
 class ConversationReply(Struct, kw_only=True, omit_defaults=True):
@@ -126,7 +128,7 @@ Verdict = Literal["allow", "rate_limited", "duplicate", "retry"]
 Fingerprint = Annotated[
     str,
     Meta(
-        pattern="^[0-9a-f]{64}$",
+        pattern=whole("[0-9a-f]{64}"),
         description="SHA-256 (hex) of the body normalised for comparing: NFC, "
         "trimmed, inner whitespace runs as one space",
     ),

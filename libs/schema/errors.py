@@ -10,8 +10,10 @@ UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 DUPLICATE = "duplicate"
+CLIENT_MSG_ID_REUSED = "client_msg_id_reused"
 TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
+TOO_MANY_SOCKETS = "too_many_sockets"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
 
@@ -25,9 +27,11 @@ HTTP_STATUS = {
     NOT_FOUND: 404,
     "method_not_allowed": 405,
     DUPLICATE: 409,
+    CLIENT_MSG_ID_REUSED: 409,
     TOO_LARGE: 413,
     "unsupported_media_type": 415,
     RATE_LIMITED: 429,
+    TOO_MANY_SOCKETS: 429,
     INTERNAL: 500,
     UNAVAILABLE: 503,
 }

@@ -15,8 +15,8 @@ from msgspec import Meta, Struct
 
 from libs.schema.types import (
     Body,
-    ClientMsgId,
     ConversationId,
+    EventClientMsgId,
     MessageId,
     TenantId,
     Timestamp,
@@ -34,7 +34,7 @@ class AcceptedMessage(Struct, kw_only=True, omit_defaults=True):
     sender_id: UserId
     body: Body
     created_at: Timestamp
-    client_msg_id: ClientMsgId | None = None
+    client_msg_id: EventClientMsgId | None = None
 
 
 class ConversationData(Struct, kw_only=True, omit_defaults=True):
@@ -55,7 +55,7 @@ class Rejection(Struct, kw_only=True, omit_defaults=True):
     body_sha256: Annotated[
         str, Meta(description="Hash of the normalised body; the body is not kept")
     ]
-    client_msg_id: ClientMsgId | None = None
+    client_msg_id: EventClientMsgId | None = None
     original_id: MessageId | None = None
 
 

@@ -47,7 +47,9 @@ _ID = {"type": "string", "pattern": TOKEN_PATTERN}
 _LIMIT = Param(
     "limit",
     "query",
-    f"Page size; {PAGE_DEFAULT} by default, at most {PAGE_MAX} (larger is capped)",
+    f"Page size; {PAGE_DEFAULT} by default, at most {PAGE_MAX} (larger is "
+    "capped). A page of large items holds fewer (about 512 KiB of them, at "
+    "least one): read on while `next_cursor` is not null",
     {"type": "integer", "minimum": 1, "default": PAGE_DEFAULT},
 )
 _CURSOR = Param(
@@ -144,7 +146,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{BASE}/ws",
         "Live events over a WebSocket",
         101,
-        errors=(400, 401),
+        errors=(400, 401, 429),
         params=(
             Param(
                 "token",
@@ -170,7 +172,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "below and in `contracts/asyncapi.json` (channel `websocket`). "
             "Close codes: 4001 token expired, 4003 unauthorized, 4008 too "
             "slow, 1001 gateway shutting down, 1013 history unavailable; "
-            "after any of them, reconnect with `since_seq`."
+            "after any of them, reconnect with `since_seq`. A user holds at "
+            "most 16 sockets on a gateway (`MSG_WS_MAX_PER_USER`): one more is "
+            "refused with 429 `too_many_sockets`, or closed 4029 when it "
+            "authenticates by its first frame."
         ),
     ),
     Endpoint(
@@ -192,9 +197,13 @@ ERROR_STATUS = {
     403: "You are not a member of the conversation",
     404: "No such conversation, or another tenant's (ids leak nothing)",
     409: "The same body again, by the same user in the same conversation, "
-    "within the suppression window (`duplicate`)",
+    "within the suppression window (`duplicate`); or a `client_msg_id` already "
+    "used for another message, in another conversation or with another body "
+    "(`client_msg_id_reused`)",
     413: "The request body is over 64 KiB",
-    429: "Over your send limit; retry after `Retry-After` seconds",
+    429: "Over your send limit (`rate_limited`): retry after `Retry-After` "
+    "seconds; or, opening a WebSocket, too many sockets of yours already open "
+    "on this gateway (`too_many_sockets`): close one first",
     500: "A bug on our side",
     503: "A service behind the gateway is down; retry after `Retry-After` "
     "seconds (a send with `client_msg_id` is safe to retry)",

@@ -22,7 +22,7 @@ from libs.delivery import (
     message_headers,
     recipient_partition,
 )
-from libs.membership import MembershipDirectory
+from libs.membership import MembershipDirectory, deliverable
 from libs.schema.api import Message
 from libs.schema.events import MessageAccepted
 from libs.telemetry import tracing
@@ -72,9 +72,23 @@ class Fanout:
         key = (tenant, conversation_id)
         found = self._targets.get(key)
         if found is None:
+            valid, invalid = deliverable(members)
+            if invalid:
+                # Stored before ids were checked to their true end: no subject
+                # can carry them, and retrying would only hold back everyone
+                # else's copy. Logged once per conversation (it is cached).
+                log.warning(
+                    "delivery.undeliverable_members",
+                    extra={
+                        "tenant": tenant,
+                        "conversation": conversation_id,
+                        "members": [repr(m) for m in invalid[:10]],
+                        "count": len(invalid),
+                    },
+                )
             found = tuple(
                 self._subjects.delivery(tenant, member)
-                for member in members
+                for member in valid
                 if recipient_partition(tenant, member, self._partitions)
                 == self._partition
             )

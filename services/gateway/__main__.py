@@ -98,6 +98,7 @@ async def serve(rt: Runtime) -> None:
             metrics,
             on_attach=reporter.connected,
             on_detach=reporter.disconnected,
+            max_per_user=settings.ws_max_per_user,
         )
         relay = PresenceRelay(sessions, metrics)
         await relay.start(nc, rt.subjects)

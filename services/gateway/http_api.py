@@ -6,7 +6,6 @@ The tenant always comes from the token, never from the request.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -37,15 +36,14 @@ from libs.schema.api import (
     SendReply,
     SendRequest,
 )
-from libs.schema.types import TOKEN_PATTERN
-from libs.text import InvalidBody, check_body
+from libs.schema.types import PATTERN_RULES, is_id
+from libs.text import InvalidBody, InvalidTitle, check_body, check_title
 from services.gateway.auth import authenticate, bearer_token
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ID = re.compile(TOKEN_PATTERN)
 
 
 def json_response(
@@ -66,9 +64,16 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
     try:
         return decoder(kind).decode(raw)
     except msgspec.ValidationError as exc:
-        raise ApiError(errors.INVALID_REQUEST, str(exc)) from exc
+        raise ApiError(errors.INVALID_REQUEST, _readable(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise ApiError(errors.INVALID_JSON, f"malformed JSON: {exc}") from exc
+
+
+def _readable(message: str) -> str:
+    """msgspec's message, with a rule in words where it quotes a regex."""
+    for pattern, rule in PATTERN_RULES.items():
+        message = message.replace(f"`str` matching regex {pattern!r}", rule)
+    return message
 
 
 def rate_limit_headers(limit: LimitInfo | None) -> dict[str, str]:
@@ -109,7 +114,7 @@ def _query_id(request: web.Request, name: str) -> str:
 
 
 def _checked_id(value: str, name: str) -> str:
-    if not _ID.match(value):
+    if not is_id(value):
         raise ApiError(errors.INVALID_REQUEST, f"{name} is not a valid id")
     return value
 
@@ -126,7 +131,7 @@ def _query_user_ids(request: web.Request) -> list[str]:
             f"at most {PRESENCE_QUERY_MAX} user_ids per request",
         )
     for user_id in user_ids:
-        if not _ID.match(user_id):
+        if not is_id(user_id):
             raise ApiError(
                 errors.INVALID_REQUEST,
                 "user_ids must be comma-separated user ids; "
@@ -203,6 +208,11 @@ class MessagingApi:
     async def create_conversation(self, request: web.Request) -> web.Response:
         who = self.principal(request)
         body = await read_json(request, CreateConversationRequest)
+        if body.title is not None:
+            try:
+                check_title(body.title)
+            except InvalidTitle as exc:
+                raise ApiError(errors.INVALID_REQUEST, str(exc)) from exc
         command = CreateConversation(
             tenant=who.tenant,
             creator_id=who.user_id,
@@ -240,7 +250,7 @@ class MessagingApi:
     async def get_conversation(self, request: web.Request) -> web.Response:
         who = self.principal(request)
         conversation_id = request.match_info["conversation_id"]
-        if not _ID.match(conversation_id):
+        if not is_id(conversation_id):
             raise ApiError(errors.NOT_FOUND, "no such conversation")
         query = GetConversation(
             tenant=who.tenant, user_id=who.user_id, conversation_id=conversation_id

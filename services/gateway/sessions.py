@@ -34,10 +34,12 @@ from services.gateway.metrics import GatewayMetrics
 log = logging.getLogger("gateway.sessions")
 _tracer = tracing.tracer("messaging.gateway")
 
-# Application close codes (4000-4999), documented in README.md.
+# Close codes we send, documented in README.md (4000-4999 are ours).
+CLOSE_NORMAL = 1000
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_UNAUTHORIZED = 4003
 CLOSE_SLOW = 4008
+CLOSE_TOO_MANY = 4029  # the user already holds the most sockets allowed
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_LATER = 1013
 
@@ -175,7 +177,8 @@ class Socket:
     # ----------------------------------------------------------- closing
 
     def close(self, code: int, reason: str) -> None:
-        """Close with an application code; safe to call more than once."""
+        """Close with an application code; safe to call more than once.
+        The first code given is the one the client gets."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
@@ -183,6 +186,16 @@ class Socket:
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         self._closing = asyncio.create_task(self._close(code, reason))
+
+    async def finish(self) -> None:
+        """Finish the socket: with the code a close was started with, if one
+        was (the close runs as a task that may not have started yet), else
+        normally (1000)."""
+        if self._closing is None:
+            self.close(CLOSE_NORMAL, "")
+        assert self._closing is not None
+        # Shielded: a handler cancelled at shutdown still sends its code.
+        await asyncio.shield(self._closing)
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -223,7 +236,12 @@ class Sessions:
         *,
         on_attach: Listener = _ignore,
         on_detach: Listener = _ignore,
+        max_per_user: int = 16,
     ) -> None:
+        self._max_per_user = max_per_user
+        # Sockets per user from admission (before the upgrade) to the end,
+        # so that a burst of handshakes cannot all pass before any attaches.
+        self._admitted: dict[tuple[str, str], int] = {}
         self._nc = nc
         self._subjects = subjects
         self._metrics = metrics
@@ -241,6 +259,24 @@ class Sessions:
 
     def all_sockets(self) -> list[Socket]:
         return [s for sockets in self._tenants.values() for s in sockets]
+
+    def admit(self, tenant: str, user_id: str) -> bool:
+        """Take one of the user's socket slots, if one is free. Every
+        admitted socket must ``leave`` once, however it ends."""
+        key = (tenant, user_id)
+        held = self._admitted.get(key, 0)
+        if held >= self._max_per_user:
+            return False
+        self._admitted[key] = held + 1
+        return True
+
+    def leave(self, tenant: str, user_id: str) -> None:
+        key = (tenant, user_id)
+        held = self._admitted.get(key, 0) - 1
+        if held > 0:
+            self._admitted[key] = held
+        else:
+            self._admitted.pop(key, None)
 
     def user_online_here(self, tenant: str, user_id: str) -> bool:
         return (tenant, user_id) in self._users

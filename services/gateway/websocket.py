@@ -31,6 +31,7 @@ from services.gateway.errors import ApiError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.sessions import (
     CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_MANY,
     CLOSE_TRY_LATER,
     CLOSE_UNAUTHORIZED,
     Sessions,
@@ -80,25 +81,50 @@ class WebSocketEndpoint:
         since_seq = _since_seq(request)
         token = bearer_token(request, allow_query=True)
         principal = authenticate(self._tokens, token) if token else None
-        ws = web.WebSocketResponse(
-            compress=False,  # per-frame deflate costs CPU on every fan-out write
-            heartbeat=HEARTBEAT,
-            max_msg_size=64 * 1024,
-        )
-        await ws.prepare(request)
-        if principal is None:
-            principal = await self._first_frame_auth(ws)
+        if principal is not None and not self._admit(principal):
+            raise ApiError(
+                errors.TOO_MANY_SOCKETS,
+                "too many open sockets for this user on this gateway; close one",
+            )
+        admitted = principal
+        try:
+            ws = web.WebSocketResponse(
+                compress=False,  # per-frame deflate costs CPU on every write
+                heartbeat=HEARTBEAT,
+                max_msg_size=64 * 1024,
+            )
+            await ws.prepare(request)
             if principal is None:
-                return ws
-        socket = Socket(
-            ws,
-            principal,
-            self._metrics,
-            queue_size=self._queue_size,
-            transport=request.transport,
-        )
-        await self._run(socket, since_seq)
-        return ws
+                principal = await self._first_frame_auth(ws)
+                if principal is None:
+                    return ws
+                if not self._admit(principal):
+                    await ws.close(
+                        code=CLOSE_TOO_MANY, message=b"too many open sockets"
+                    )
+                    return ws
+                admitted = principal
+            socket = Socket(
+                ws,
+                principal,
+                self._metrics,
+                queue_size=self._queue_size,
+                transport=request.transport,
+            )
+            await self._run(socket, since_seq)
+            return ws
+        finally:
+            if admitted is not None:
+                self._sessions.leave(admitted.tenant, admitted.user_id)
+
+    def _admit(self, principal: auth.Principal) -> bool:
+        admitted = self._sessions.admit(principal.tenant, principal.user_id)
+        if not admitted:
+            log.info(
+                "ws.too_many_sockets",
+                extra={"tenant": principal.tenant, "user": principal.user_id},
+            )
+        return admitted
 
     async def _first_frame_auth(
         self, ws: web.WebSocketResponse
@@ -142,8 +168,9 @@ class WebSocketEndpoint:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await writer
-            if not socket.ws.closed:
-                await socket.ws.close()
+            # Not ws.close(): that would send 1000 ahead of a code a close
+            # was started with (1013, 4001, 4003, 4008, 1001).
+            await socket.finish()
 
     async def _replay(self, socket: Socket, since_seq: int) -> bool:
         after = since_seq

@@ -4,7 +4,10 @@ A send is answered only after its ``message.accepted`` event is acked by
 JetStream, i.e. durable. Its ``Nats-Msg-Id`` is the message id; a send with a
 ``client_msg_id`` gets a message id derived from it, so a retry publishes
 the same id and JetStream's duplicate window answers with the original's
-sequence. Retries later than that window are found in the store.
+sequence. Retries later than that window are found in the store. Either way
+the original is compared with the send: a key reused for another
+conversation or another body is refused (409 ``client_msg_id_reused``)
+rather than answered with a message the client did not mean.
 
 Before publishing, every send is put to the abuse guard (per-user limits,
 duplicate bodies, known client_msg_ids). A refused send is answered 429 or
@@ -54,7 +57,7 @@ from libs.schema.events import (
 )
 from libs.schema.types import utc_now_ms
 from libs.telemetry import tracing
-from libs.text import InvalidBody, check_body
+from libs.text import InvalidBody, InvalidTitle, check_body, check_title
 from services.ingest.abuse import AbuseGuardClient
 
 log = logging.getLogger("ingest")
@@ -71,6 +74,7 @@ SEND_OUTCOMES = (
     "not_found",
     "forbidden",
     "unavailable",
+    "reused",
 )
 
 
@@ -167,10 +171,36 @@ class Ingest:
             )
         if cmd.client_msg_id is not None and _may_be_stored(verdict):
             earlier = await self._stored(cmd.tenant, message_id)
+            if earlier is not None and not _same_send(cmd, earlier):
+                return await self._reused(cmd, message_id, verdict)
             if earlier is not None:
                 self._metrics.sends.labels("replayed").inc()
                 return encode(SendReply(message=earlier, replayed=True, limit=limit))
         return await self._publish(cmd, message_id, verdict)
+
+    async def _reused(
+        self, cmd: SendMessage, message_id: str, verdict: AbuseVerdict | None
+    ) -> bytes:
+        """Refuse a client_msg_id already used for another message."""
+        if verdict is not None and verdict.verdict == "allow":
+            # A guard that did not know the key (degraded) counted this send.
+            await self._guard.release(cmd, message_id)
+        log.info(
+            "message.client_msg_id_reused",
+            extra={
+                "tenant": cmd.tenant,
+                "conversation": cmd.conversation_id,
+                "message_id": message_id,
+            },
+        )
+        return self._refuse(
+            "reused",
+            errors.CLIENT_MSG_ID_REUSED,
+            "this client_msg_id was already used for another message (another "
+            "conversation or body); send a new message with a new key",
+            limit=verdict.limit if verdict is not None else None,
+            original_id=message_id,
+        )
 
     async def _stored(self, tenant: str, message_id: str) -> Message | None:
         """A message already in the read model under this id (late retries)."""
@@ -235,6 +265,8 @@ class Ingest:
             )
             if original is not None:
                 data = decoder(MessageAccepted).decode(original.data).data
+            if not _same_send(cmd, data):
+                return await self._reused(cmd, message_id, verdict)
         outcome = "replayed" if ack.duplicate else "accepted"
         self._metrics.sends.labels(outcome).inc()
         log.debug(
@@ -279,6 +311,11 @@ class Ingest:
         cmd = parse_request(msg, CreateConversation)
         if isinstance(cmd, bytes):
             return cmd
+        if cmd.title is not None:
+            try:
+                check_title(cmd.title)
+            except InvalidTitle as exc:
+                return error_reply(errors.INVALID_REQUEST, str(exc))
         members = list(dict.fromkeys([cmd.creator_id, *cmd.members]))
         if len(members) > MAX_MEMBERS:
             return error_reply(
@@ -354,11 +391,24 @@ class Ingest:
             )
 
 
+def _same_send(cmd: SendMessage, earlier: Message | AcceptedMessage) -> bool:
+    """Whether a send with a known client_msg_id is a true retry: the same
+    conversation and the very same body (the sender is in the key)."""
+    return (earlier.conversation_id, earlier.body) == (cmd.conversation_id, cmd.body)
+
+
 def _may_be_stored(verdict: AbuseVerdict | None) -> bool:
     """Whether a send with a client_msg_id may repeat a stored message.
 
     A healthy guard remembers every client_msg_id it allowed for a day and
     says ``retry``; an unchecked or degraded answer knows nothing earlier,
     so the store is asked as well.
+
+    Shortcoming: a key the guard has forgotten (used more than a day ago)
+    gets ``allow`` and is not looked up, so a reuse of it is neither
+    answered as a retry nor refused: it is published under the original's
+    message id, and the store keeps the original. Asking the store on every
+    keyed send would close it, at a store round trip per send; it waits
+    until late reuses show up (``messaging_ingest_sends_total``).
     """
     return verdict is None or verdict.degraded or verdict.verdict == "retry"

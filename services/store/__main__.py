@@ -14,11 +14,11 @@ import logging
 import asyncpg
 
 from libs.bus.connection import connect
-from libs.bus.consumer import ConsumerMetrics, PullConsumer
+from libs.bus.consumer import ConsumerMetrics, PullConsumer, decode_event
 from libs.bus.responder import Responder
 from libs.bus.streams import STORE, consumer_spec
 from libs.bus.subjects import CONVERSATIONS_STREAM, MESSAGES_STREAM
-from libs.membership import MembershipDirectory
+from libs.membership import MembershipDirectory, decode_created
 from libs.service import Runtime, run
 from services.store import housekeeping
 from services.store.barrier import ProjectionBarrier
@@ -56,10 +56,13 @@ async def serve(rt: Runtime) -> None:
                 subjects=rt.subjects,
                 max_deliver=consumer_spec(stream, STORE).max_deliver,
                 batch=batch,
+                decode=decode,
             )
-            for stream, handler, batch in (
-                (MESSAGES_STREAM, projector.messages, 500),
-                (CONVERSATIONS_STREAM, projector.conversations, 100),
+            # Conversations are read as they were written: one created before
+            # a rule was tightened is still projected (libs.membership).
+            for stream, handler, batch, decode in (
+                (MESSAGES_STREAM, projector.messages, 500, decode_event),
+                (CONVERSATIONS_STREAM, projector.conversations, 100, decode_created),
             )
         ]
         tail = StreamTail(nc, directory, timeout=settings.request_timeout)

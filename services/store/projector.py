@@ -1,8 +1,11 @@
 """Projects the MESSAGES and CONVERSATIONS streams into PostgreSQL.
 
 Each batch of events becomes one transaction; the events are acknowledged
-only after it commits. A database failure retries the whole batch with
-back-off, and the consumer dead-letters anything that keeps failing.
+only after it commits. A database that is down or overloaded retries the
+whole batch with back-off. An event whose content the database refuses (a
+NUL in a text, say) is dead-lettered at once with the reason: retrying
+cannot change its content. When a batch is refused, its events are written
+one by one, so the refused one holds back none of the others.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from services.store.repository import NewMessage, Repository
 log = logging.getLogger("store.projector")
 
 # Failures worth retrying: the database went away or is overloaded. Anything
-# else (bad data, a bug) is also retried by the consumer, then dead-lettered.
+# else that is not about the content (a bug) is also retried by the
+# consumer, then dead-lettered.
 TRANSIENT = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -36,6 +40,16 @@ TRANSIENT = (
     asyncpg.exceptions.TooManyConnectionsError,
     TimeoutError,
 )
+# The database refuses what an event holds (class 22: data exceptions; class
+# 23: integrity constraints); the same event will always be refused.
+REFUSED = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+)
+
+
+def _refusal(exc: Exception) -> str:
+    return f"PostgreSQL refused the event: {type(exc).__name__}: {exc}"
 
 
 class ProjectorMetrics:
@@ -67,7 +81,7 @@ class Projector:
 
     async def messages(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes = [Outcome.ACK] * len(deliveries)
-        batch: list[NewMessage] = []
+        batch: list[tuple[Delivery, NewMessage]] = []
         cutoff = dt.datetime.now(dt.UTC) - self._retention
         for i, d in enumerate(deliveries):
             event = d.event
@@ -79,21 +93,67 @@ class Projector:
                 # dropped by housekeeping anyway.
                 continue
             else:
-                batch.append(NewMessage(event.tenant, d.stream_seq, event.data))
+                item = NewMessage(event.tenant, d.stream_seq, event.data)
+                batch.append((d, item))
         if not batch:
             return outcomes
         try:
-            await self._insert(batch)
+            await self._insert([item for _, item in batch])
         except TRANSIENT as exc:
             self.healthy = False
             log.error(
                 "db.write_failed", extra={"error": repr(exc), "events": len(batch)}
             )
             return [Outcome.RETRY if o is Outcome.ACK else o for o in outcomes]
+        except REFUSED as exc:
+            self.healthy = True
+            log.warning(
+                "db.batch_refused",
+                extra={"error": repr(exc), "events": len(batch)},
+            )
+            settled = await self._one_by_one(batch)
+            pairs = zip(deliveries, outcomes, strict=True)
+            return [settled.get(id(d), outcome) for d, outcome in pairs]
         self.healthy = True
-        for item in batch:
+        for _, item in batch:
             self._barrier.committed(item.message.conversation_id, item.seq)
         return outcomes
+
+    async def _one_by_one(
+        self, batch: list[tuple[Delivery, NewMessage]]
+    ) -> dict[int, Outcome]:
+        """Write each event of a refused batch alone: outcomes by delivery."""
+        settled: dict[int, Outcome] = {}
+        for d, item in batch:
+            try:
+                await self._insert([item])
+            except TRANSIENT as exc:
+                self.healthy = False
+                log.error("db.write_failed", extra={"error": repr(exc), "events": 1})
+                settled[id(d)] = Outcome.RETRY
+                continue
+            except REFUSED as exc:
+                d.reason = _refusal(exc)
+                settled[id(d)] = Outcome.DEAD
+                self._refused(item.tenant, item.message.conversation_id, d, exc)
+            else:
+                settled[id(d)] = Outcome.ACK
+            # Settled for good either way: no read should wait for it.
+            self._barrier.committed(item.message.conversation_id, item.seq)
+        return settled
+
+    def _refused(
+        self, tenant: str, conversation_id: str, d: Delivery, exc: Exception
+    ) -> None:
+        log.error(
+            "event.refused_by_database",
+            extra={
+                "tenant": tenant,
+                "conversation": conversation_id,
+                "seq": d.stream_seq,
+                "error": repr(exc),
+            },
+        )
 
     async def _insert(self, batch: list[NewMessage]) -> None:
         started = time.perf_counter()
@@ -127,5 +187,11 @@ class Projector:
                 log.error("db.write_failed", extra={"error": repr(exc)})
                 outcomes.append(Outcome.RETRY)
                 continue
+            except REFUSED as exc:
+                d.reason = _refusal(exc)
+                self._refused(event.tenant, event.data.id, d, exc)
+                outcomes.append(Outcome.DEAD)
+                continue
+            self.healthy = True
             outcomes.append(Outcome.ACK)
         return outcomes

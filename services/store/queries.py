@@ -17,7 +17,7 @@ from prometheus_client import Histogram
 
 from libs.bus.codec import encode, error_reply, parse_request
 from libs.bus.subjects import Subjects
-from libs.membership import MembershipDirectory
+from libs.membership import MembershipDirectory, deliverable
 from libs.schema import errors
 from libs.schema.api import (
     Conversation,
@@ -37,7 +37,7 @@ from libs.schema.api import (
 )
 from libs.schema.events import ConversationData
 from services.store.barrier import ProjectionBarrier
-from services.store.repository import InvalidCursor, Repository
+from services.store.repository import InvalidCursor, PageBudget, Repository
 from services.store.tail import StreamTail
 
 Handler = Callable[[Msg], Awaitable[bytes]]
@@ -46,7 +46,7 @@ Handler = Callable[[Msg], Awaitable[bytes]]
 def _from_event(data: ConversationData) -> Conversation:
     return Conversation(
         id=data.id,
-        members=data.members,
+        members=deliverable(data.members)[0],  # as Repository answers them
         created_by=data.created_by,
         created_at=data.created_at,
         title=data.title,
@@ -139,18 +139,19 @@ class Queries:
         if isinstance(q, bytes):
             return q
         floor, last = await self._barrier.projection_window()
+        budget = PageBudget()
         with self._timed("messages_since"):
             stored, more = await self._repo.messages_since(
-                q.tenant, q.user_id, q.since_seq, floor, q.limit
+                q.tenant, q.user_id, q.since_seq, floor, q.limit, budget
             )
         if more:
             return encode(MessagesSinceReply(messages=stored, more=True))
         tail = await self._tail.read(
             q.tenant, q.user_id, max(q.since_seq, floor) + 1, last
         )
-        room = q.limit - len(stored)
-        messages = stored + tail[:room]
-        return encode(MessagesSinceReply(messages=messages, more=len(tail) > room))
+        taken = budget.fit(tail[: q.limit - len(stored)])
+        messages = stored + tail[:taken]
+        return encode(MessagesSinceReply(messages=messages, more=len(tail) > taken))
 
     async def get_message(self, msg: Msg) -> bytes:
         q = parse_request(msg, GetMessage)

@@ -55,6 +55,10 @@ class StreamTail:
                     self._nc, MESSAGES_STREAM, seq, timeout=self._timeout
                 )
 
+        # Shortcoming: the whole window is read and decoded, though a reply
+        # keeps only what fits its page (count and byte budget); a window of
+        # MAX_EVENTS large messages costs hundreds of MB for one query.
+        # Reading in seq order until the page is full would bound it.
         raws = await asyncio.gather(*(fetch(s) for s in range(first, last + 1)))
         out = []
         for raw in raws:

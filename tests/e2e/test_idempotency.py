@@ -73,3 +73,32 @@ async def test_retry_after_the_duplicate_window_still_answers_the_original(
     assert again.status == 201
     assert again.body == first.body
     assert await _stored_events(nc, tenant, conv["id"]) == 1
+
+
+async def test_a_key_reused_for_another_conversation_or_body_is_a_409(
+    client: Client, nc: nats.NATS
+) -> None:
+    tenant = unique()
+    first_conv = await client.create_conversation(tenant, "alice", ["bob"])
+    other_conv = await client.create_conversation(tenant, "alice", ["dave"])
+    first = await client.send(tenant, "alice", first_conv["id"], "hi", "k-1")
+    # Read once, so the store has it: the lookup path, not JetStream's window.
+    await client.list_messages(tenant, "alice", first_conv["id"])
+
+    elsewhere = await client.send(tenant, "alice", other_conv["id"], "hi", "k-1")
+    rewritten = await client.send(tenant, "alice", first_conv["id"], "bye", "k-1")
+    retried = await client.send(tenant, "alice", first_conv["id"], "hi", "k-1")
+
+    for reply in (elsewhere, rewritten):
+        assert reply.status == 409, reply
+        assert reply.body["error"]["code"] == "client_msg_id_reused"
+        assert reply.body["error"]["original_id"] == first.body["id"]
+        assert "Idempotent-Replayed" not in reply.headers
+    assert retried.status == 201
+    assert retried.body == first.body
+    assert retried.headers.get("Idempotent-Replayed") == "true"
+    dave = await client.list_messages(tenant, "dave", other_conv["id"])
+    bob = await client.list_messages(tenant, "bob", first_conv["id"])
+    assert dave.body["messages"] == []
+    assert [m["body"] for m in bob.body["messages"]] == ["hi"]
+    assert await _stored_events(nc, tenant, other_conv["id"]) == 0

@@ -3,7 +3,10 @@ even when many messages share a timestamp."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import random
+import string
 
 import msgspec
 import nats
@@ -99,3 +102,63 @@ async def test_a_forged_cursor_is_a_400(client: Client) -> None:
 
     assert reply.status == 400
     assert reply.body["error"]["code"] == "invalid_cursor"
+
+
+def _cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+FORGED = [
+    _cursor(b"[0, 9223372036854775808]"),  # seq past PostgreSQL's bigint
+    _cursor(b"[0, -1]"),
+    _cursor(b"[99999999999999999999, 1]"),  # a time no calendar has
+    _cursor(b"[-62135596800000001, 1]"),  # before year 1
+    _cursor(b'[0, "a\\u0000b"]'),  # a conversation key with a NUL
+    _cursor(b'[0, "c\\n"]'),
+    _cursor(b'[0, "' + b"x" * 65 + b'"]'),
+    _cursor(b"[0, 1.5]"),
+    _cursor(b"[0]"),
+    _cursor(b"{}"),
+]
+
+
+def _garbage(rng: random.Random) -> str:
+    """A cursor-shaped string that no page ever answered."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return _cursor(rng.randbytes(rng.randrange(1, 60)))
+    if kind == 1:
+        big = rng.choice([2**63, 2**64, -(2**63) - 1, 10**30, rng.randrange(-9, 9)])
+        key = rng.choice(
+            [str(big), '"' + rng.choice(["", "\\u0000", "a b", "é"]) + '"']
+        )
+        return _cursor(f"[{big}, {key}]".encode())
+    if kind == 2:
+        alphabet = string.printable + "\u00e9\u200b\x00"
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))
+    return rng.choice(FORGED)[: rng.randrange(1, 30)]
+
+
+async def test_forged_and_garbage_cursors_are_400s_never_500s(client: Client) -> None:
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+    token = client.token(tenant, "alice")
+    rng = random.Random(20261204)
+    cursors = FORGED + [_garbage(rng) for _ in range(150)]
+
+    for cursor in cursors:
+        messages = await client.list_messages(
+            tenant, "alice", conv["id"], cursor=cursor
+        )
+        conversations = await client.request(
+            "GET",
+            "/api/messaging/conversations",
+            token=token,
+            params={"cursor": cursor},
+        )
+        for kind, reply in (("messages", messages), ("conversations", conversations)):
+            if reply.status != 200:  # a random one may happen to be well formed
+                assert reply.status == 400, (kind, cursor, reply)
+                assert reply.body["error"]["code"] == "invalid_cursor", reply
+        if cursor in FORGED:
+            assert (messages.status, conversations.status) == (400, 400), cursor

@@ -32,9 +32,18 @@ def _send_cases(conv: str) -> list[tuple[str, bytes | str, int, str]]:
         ("conversation is a list", json.dumps({"conversation_id": [conv], "body": "x"}), 400,
          "invalid_request"),
         ("client_msg_id is a number", body("hi", client_msg_id=7), 400, "invalid_request"),
+        ("client_msg_id with a NUL", body("k", client_msg_id="a\x00b"), 400, "invalid_request"),
+        ("client_msg_id with a space", body("k", client_msg_id="a b"), 400, "invalid_request"),
+        ("client_msg_id ending in a newline", body("k", client_msg_id="k\n"), 400, "invalid_request"),
+        ("client_msg_id not ASCII", body("k", client_msg_id="clé"), 400, "invalid_request"),
+        ("client_msg_id with DEL", body("k", client_msg_id="k\x7f"), 400, "invalid_request"),
+        ("client_msg_id empty", body("k", client_msg_id=""), 400, "invalid_request"),
+        ("client_msg_id of 129", body("k", client_msg_id="k" * 129), 400, "invalid_request"),
         ("unknown field", body("hi", conversationId=conv), 400, "invalid_request"),
         ("0 code points", body(""), 400, "invalid_body"),
         ("blank once trimmed", body(" \t\n\u3000 "), 400, "invalid_body"),
+        ("only zero-width spaces", body("\u200b\u200b\u200b"), 400, "invalid_body"),
+        ("only format characters", body("\ufeff\u2060 \u200d"), 400, "invalid_body"),
         ("4,001 code points", body("x" * 4001), 400, "invalid_body"),
         ("4,001 emoji", body("😀" * 4001), 400, "invalid_body"),
         ("NUL byte", body("hello\x00world"), 400, "invalid_body"),
@@ -64,6 +73,7 @@ async def test_every_bad_send_gets_its_4xx_and_nothing_is_stored(
         assert reply.status == status, (name, reply)
         assert reply.body["error"]["code"] == code, (name, reply)
         assert reply.body["error"]["message"], name
+        assert "regex" not in reply.body["error"]["message"], (name, reply)
 
     listed = await client.list_messages(tenant, "alice", conv["id"])
     assert listed.body["messages"] == []
@@ -111,6 +121,15 @@ async def test_bad_list_queries(client: Client, query: dict, code: str) -> None:
         ({"members": []}, 400),
         ({"members": ["bob", "no.dots"]}, 400),
         ({"members": ["bob"], "title": "x" * 201}, 400),
+        ({"members": ["bob"], "title": "x\x00y"}, 400),
+        ({"members": ["bob"], "title": "two\nlines"}, 400),
+        ({"members": ["bob"], "title": "tab\there"}, 400),
+        ({"members": ["bob"], "title": "c1 \x85 control"}, 400),
+        ({"members": ["bob"], "title": "del \x7f"}, 400),
+        ({"members": ["bob"], "title": "lunch\n"}, 400),
+        ({"members": ["bob"], "title": ""}, 400),
+        ({"members": ["bob"], "title": " \u3000 "}, 400),
+        ({"members": ["bob"], "title": "\u200b\ufeff"}, 400),
         ({"members": [f"u{i}" for i in range(1001)]}, 400),
     ],
 )
@@ -126,6 +145,29 @@ async def test_bad_conversation_creations(
 
     assert reply.status == status, reply
     assert reply.body["error"]["code"] == "invalid_request"
+
+
+async def test_titles_and_client_msg_ids_within_the_rules_are_kept_as_sent(
+    client: Client,
+) -> None:
+    tenant = unique()
+    title = " Café ✓ — 200 code points at most 😀 "
+    key = "!~" + "0123456789abcdef" * 7 + "-_.:/=+?#"
+
+    conv = await client.create_conversation(tenant, "alice", ["bob"], title=title)
+    sent = await client.send(tenant, "alice", conv["id"], "keyed", client_msg_id=key)
+    again = await client.send(tenant, "alice", conv["id"], "keyed", client_msg_id=key)
+
+    assert conv["title"] == title
+    assert sent.status == 201, sent
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.body["id"] == sent.body["id"]
+    fetched = await client.request(
+        "GET",
+        f"/api/messaging/conversations/{conv['id']}",
+        token=client.token(tenant, "bob"),
+    )
+    assert fetched.body["title"] == title
 
 
 async def test_unknown_route_and_wrong_method_answer_json(client: Client) -> None:

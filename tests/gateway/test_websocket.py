@@ -130,3 +130,84 @@ async def test_slow_client_is_dropped_without_slowing_others(
         await fast.close()
     finally:
         gateway.stop()
+
+
+async def test_a_refresh_with_another_users_token_is_closed_4003(
+    client: Client,
+) -> None:
+    tenant = unique()
+    ws = await client.ws(tenant, "bob")
+
+    mallory = client.token(tenant, "mallory")
+    await ws.ws.send_str(json.dumps({"event": "auth", "data": {"token": mallory}}))
+    msg = await ws.ws.receive(timeout=5)
+    while msg.type == aiohttp.WSMsgType.TEXT:  # a pong or presence frame first
+        msg = await ws.ws.receive(timeout=5)
+
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert msg.data == 4003
+
+
+async def test_a_stopping_gateway_closes_its_sockets_1001(
+    stack: Stack, client: Client
+) -> None:
+    gateway = stack.make_service("gateway", 8)
+    gateway.start()
+    try:
+        await asyncio.to_thread(gateway.wait_ready)
+        tenant = unique()
+        ws = await client.at(gateway.url).ws(tenant, "bob")
+
+        await asyncio.to_thread(gateway.stop)
+        msg = await ws.ws.receive(timeout=10)
+        while msg.type == aiohttp.WSMsgType.TEXT:
+            msg = await ws.ws.receive(timeout=10)
+    finally:
+        gateway.stop()
+
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert msg.data == 1001  # the code in the frame (the process may be gone)
+
+
+async def test_a_user_gets_at_most_16_sockets_per_gateway(client: Client) -> None:
+    tenant = unique()
+    url = client.base_url.replace("http", "ws", 1) + "/api/messaging/ws"
+    token = client.token(tenant, "hoarder")
+
+    async def open_one() -> aiohttp.ClientWebSocketResponse | int:
+        try:
+            return await client.session.ws_connect(
+                url, headers={"Authorization": f"Bearer {token}"}
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+    attempts = await asyncio.gather(*(open_one() for _ in range(20)))
+    opened = [ws for ws in attempts if not isinstance(ws, int)]
+    over = await client.request("GET", "/api/messaging/ws", token=token)
+    by_frame = await client.session.ws_connect(url)
+    await by_frame.send_str(json.dumps({"event": "auth", "data": {"token": token}}))
+    refused_frame = await by_frame.receive(timeout=5)
+    someone_else = await client.ws(tenant, "bystander")
+
+    assert len(opened) == 16
+    assert sorted(a for a in attempts if isinstance(a, int)) == [429] * 4
+    assert over.status == 429, over
+    assert over.body["error"]["code"] == "too_many_sockets"
+    assert refused_frame.type == aiohttp.WSMsgType.CLOSE
+    assert refused_frame.data == 4029
+    await someone_else.close()
+
+    await opened.pop().close()
+    # The slot frees once the gateway has finished the socket, just after
+    # its close reply.
+    for _ in range(50):
+        again = await open_one()
+        if not isinstance(again, int):
+            break
+        await asyncio.sleep(0.05)
+
+    assert not isinstance(again, int), again
+    await again.close()
+    for ws in opened:
+        await ws.close()

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import random
 import time
 import uuid
 
 import pytest
 
 from libs import auth, ids
+from libs.schema.types import is_id
 from libs.text import InvalidBody, check_body, normalise
 from services.store.repository import InvalidCursor, decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(
-    "body", ["x", "😀" * 4000, "  padded  ", "e\u0301", "line\nbreak", "\u200b visible"]
+    "body",
+    [
+        *("x", "😀" * 4000, "  padded  ", "e\u0301", "line\nbreak", "\u200b visible"),
+        *("\u0301", "\U0001f44d\ufe0f", "\u200ba\u200b", "\x01" * 3 + "!"),
+    ],
 )
 def test_accepted_bodies(body: str) -> None:
     check_body(body)
 
 
 @pytest.mark.parametrize(
-    "body", ["", " ", "\n\t\u3000", "x" * 4001, "a\x00b", "\ud800"]
+    "body",
+    [
+        *("", " ", "\n\t\u3000", "x" * 4001, "a\x00b", "\ud800"),
+        # invisible only: format characters (Cf), fillers and separators
+        *("\u200b\u200b", "\ufeff", "\u2060\u200d\u200c", "\u00ad", "\u180e"),
+        *("\u3164", "\u115f\u1160", "\uffa0", "\u2800", "\ufe0f", "\u034f"),
+        *("\U000e0020\U000e007f", "\u00a0\u200b \u2028", "\x01\x7f\x85"),
+    ],
 )
 def test_refused_bodies(body: str) -> None:
     with pytest.raises(InvalidBody):
@@ -68,6 +82,30 @@ def test_cursor_round_trip_and_forgery() -> None:
     for forged in ("", "!!!", encode_cursor(at, "text")):
         with pytest.raises(InvalidCursor):
             decode_cursor(forged, int)
+
+
+@pytest.mark.parametrize("key_type", [int, str])
+def test_decoded_cursors_are_in_range_or_refused(key_type: type) -> None:
+    rng = random.Random(7)
+    values = ["0", "1", "-1", "2**63", "9223372036854775807", "1e3", "true", "null"]
+    values += ["253402300799999999", "253402300800000000", '"a"', '"a\\u0000"']
+    values += ['"c\\n"', '"' + "x" * 64 + '"', '"' + "x" * 65 + '"', "[]"]
+
+    for _ in range(2000):
+        pieces = [rng.choice(values) for _ in range(rng.choice([1, 2, 2, 3]))]
+        raw = "[" + ", ".join(p.replace("2**63", str(2**63)) for p in pieces) + "]"
+        if rng.random() < 0.2:
+            raw = raw[: rng.randrange(len(raw))]
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        try:
+            at, key = decode_cursor(cursor, key_type)
+        except InvalidCursor:
+            continue
+        assert dt.datetime(1970, 1, 1, tzinfo=dt.UTC) <= at, raw
+        if key_type is int:
+            assert 0 <= key <= 2**63 - 1, raw
+        else:
+            assert is_id(key), raw
 
 
 def test_verified_tokens_are_reused_only_until_they_expire(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from redis.asyncio import Redis
 from libs import limits
 from libs.config import Settings
 from libs.devstack.supervisor import READY_FILE
-from libs.schema.types import TOKEN_PATTERN
+from libs.schema.types import TOKEN_PATTERN, is_id
 
 
 def redis_url(root: Path, given: str | None) -> str:
@@ -38,7 +37,7 @@ def redis_url(root: Path, given: str | None) -> str:
 async def run(args: argparse.Namespace) -> int:
     for name in ("tenant", "user"):
         value = getattr(args, name)
-        if value is not None and not re.match(TOKEN_PATTERN, value):
+        if value is not None and not is_id(value):
             print(f"msgctl: --{name} must match {TOKEN_PATTERN}", file=sys.stderr)
             return 2
     url = redis_url(args.root, args.redis_url)
