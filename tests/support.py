@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
 import re
@@ -14,9 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import msgspec
 from redis.asyncio import Redis
 
-from libs import auth, limits
+from libs import auth, ids, limits
+from libs.bus.subjects import Subjects
+from libs.schema.events import AcceptedMessage, MessageAccepted
+from libs.schema.types import utc_now_ms
 
 # Spans of every service of the test stack, in its root folder (JSON lines).
 TRACE_FILE = "spans.jsonl"
@@ -369,3 +374,38 @@ class BusUser:
 
     async def close(self) -> None:
         await self.nc.close()
+
+
+def accepted_event(
+    tenant: str,
+    conversation_id: str,
+    body: str,
+    *,
+    at: dt.datetime | None = None,
+    sender: str = "alice",
+) -> MessageAccepted:
+    """A ``message.accepted`` event as ingest would publish it."""
+    message_id = ids.uuid7()
+    when = at or utc_now_ms()
+    return MessageAccepted(
+        id=message_id,
+        tenant=tenant,
+        time=when,
+        data=AcceptedMessage(
+            id=message_id,
+            conversation_id=conversation_id,
+            sender_id=sender,
+            body=body,
+            created_at=when,
+        ),
+    )
+
+
+async def publish_accepted(nc: Any, event: MessageAccepted) -> int:
+    """Publish ``event`` straight to the stream, bypassing ingest; its seq."""
+    ack = await nc.jetstream().publish(
+        Subjects().message_accepted(event.tenant, event.data.conversation_id),
+        msgspec.json.encode(event),
+        headers={"Nats-Msg-Id": event.id},
+    )
+    return ack.seq

@@ -8,13 +8,9 @@ import datetime as dt
 import random
 import string
 
-import msgspec
 import nats
 
-from libs import ids
-from libs.bus.subjects import Subjects
-from libs.schema.events import AcceptedMessage, MessageAccepted
-from tests.support import Client, unique
+from tests.support import Client, accepted_event, publish_accepted, unique
 
 
 async def _publish_with_shared_timestamps(
@@ -22,29 +18,13 @@ async def _publish_with_shared_timestamps(
 ) -> list[str]:
     """Accepted events as ingest would publish them, ``per_instant`` of them
     stamped with the very same millisecond."""
-    js = nc.jetstream()
     base = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
-    subject = Subjects().message_accepted(tenant, conversation_id)
     sent = []
     for i in range(count):
         at = base + dt.timedelta(milliseconds=i // per_instant)
-        message_id = ids.uuid7()
-        event = MessageAccepted(
-            id=message_id,
-            tenant=tenant,
-            time=at,
-            data=AcceptedMessage(
-                id=message_id,
-                conversation_id=conversation_id,
-                sender_id="alice",
-                body=f"message {i}",
-                created_at=at,
-            ),
-        )
-        await js.publish(
-            subject, msgspec.json.encode(event), headers={"Nats-Msg-Id": message_id}
-        )
-        sent.append(message_id)
+        event = accepted_event(tenant, conversation_id, f"message {i}", at=at)
+        await publish_accepted(nc, event)
+        sent.append(event.id)
     return sent
 
 

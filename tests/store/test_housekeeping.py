@@ -6,14 +6,11 @@ import asyncio
 import datetime as dt
 
 import asyncpg
-import msgspec
 import nats
 
 from libs import ids
-from libs.bus.subjects import Subjects
-from libs.schema.events import AcceptedMessage, MessageAccepted
 from services.store import housekeeping, schema
-from tests.support import Client, unique
+from tests.support import Client, accepted_event, publish_accepted, unique
 
 
 async def _partitions(db: asyncpg.Pool) -> set[str]:
@@ -62,26 +59,11 @@ async def test_an_event_for_a_day_without_partition_is_still_stored(
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     # Far enough ahead that no partition exists yet (clock skew, replays).
     at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=60)
-    message_id = ids.uuid7()
-    event = MessageAccepted(
-        id=message_id,
-        tenant=tenant,
-        time=at,
-        data=AcceptedMessage(
-            id=message_id,
-            conversation_id=conv["id"],
-            sender_id="alice",
-            body="from the future",
-            created_at=at,
-        ),
-    )
+    event = accepted_event(tenant, conv["id"], "from the future", at=at)
+    message_id = event.id
     assert schema.partition_name(at.date()) not in await _partitions(db)
 
-    await nc.jetstream().publish(
-        Subjects().message_accepted(tenant, conv["id"]),
-        msgspec.json.encode(event),
-        headers={"Nats-Msg-Id": message_id},
-    )
+    await publish_accepted(nc, event)
 
     for _ in range(100):
         listed = await client.list_messages(tenant, "bob", conv["id"])

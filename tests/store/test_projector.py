@@ -21,35 +21,16 @@ from libs.bus.subjects import (
     Subjects,
 )
 from libs.schema.events import (
-    AcceptedMessage,
     ConversationCreated,
     ConversationData,
-    MessageAccepted,
 )
 from libs.schema.types import utc_now_ms
 from services.store.barrier import ProjectionBarrier
 from services.store.projector import Projector, ProjectorMetrics
 from services.store.repository import Repository
-from tests.support import Client, unique
+from tests.support import Client, accepted_event, unique
 
 SUBJECTS = Subjects()
-
-
-def _accepted(tenant: str, conversation_id: str, body: str) -> MessageAccepted:
-    message_id = ids.uuid7()
-    now = utc_now_ms()
-    return MessageAccepted(
-        id=message_id,
-        tenant=tenant,
-        time=now,
-        data=AcceptedMessage(
-            id=message_id,
-            conversation_id=conversation_id,
-            sender_id="alice",
-            body=body,
-            created_at=now,
-        ),
-    )
 
 
 async def _parked(nc: nats.NATS, tenant: str, timeout: float) -> nats.aio.msg.Msg:
@@ -84,7 +65,7 @@ async def test_a_refused_event_in_a_batch_is_dead_and_the_others_are_written(
             msg=None,  # type: ignore[arg-type]  # the projector never reads it
             stream_seq=10**12 + i,
             delivered=1,
-            event=_accepted(tenant, conv, body),
+            event=accepted_event(tenant, conv, body),
         )
         for i, body in enumerate(bodies)
     ]
@@ -105,10 +86,10 @@ async def test_refused_events_on_the_bus_are_parked_at_once(
     tenant = unique()
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     js = nc.jetstream()
-    subject = SUBJECTS.message_accepted(tenant, conv["id"])
+    subject = SUBJECTS.messageaccepted_event(tenant, conv["id"])
     sent = []
     for body in ["before", "nul \x00 inside", "after"]:
-        event = _accepted(tenant, conv["id"], body)
+        event = accepted_event(tenant, conv["id"], body)
         await js.publish(
             subject, msgspec.json.encode(event), headers={"Nats-Msg-Id": event.id}
         )

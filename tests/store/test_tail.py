@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-import msgspec
 import nats
 import pytest
 
-from libs import ids
 from libs.bus.subjects import Subjects
 from libs.membership import MembershipDirectory
-from libs.schema.events import AcceptedMessage, MessageAccepted
 from services.store.tail import StreamTail, TailTooLong
-from tests.support import Client, unique
+from tests.support import Client, accepted_event, publish_accepted, unique
 
 
 async def _publish(nc: nats.NATS, tenant: str, conversation_id: str, body: str) -> int:
-    message_id = ids.uuid7()
-    at = dt.datetime.now(dt.UTC)
-    event = MessageAccepted(
-        id=message_id,
-        tenant=tenant,
-        time=at,
-        data=AcceptedMessage(
-            id=message_id,
-            conversation_id=conversation_id,
-            sender_id="alice",
-            body=body,
-            created_at=at,
-        ),
-    )
-    ack = await nc.jetstream().publish(
-        Subjects().message_accepted(tenant, conversation_id),
-        msgspec.json.encode(event),
-        headers={"Nats-Msg-Id": message_id},
-    )
-    return ack.seq
+    return await publish_accepted(nc, accepted_event(tenant, conversation_id, body))
 
 
 async def test_the_tail_holds_only_the_users_messages_in_order(

@@ -16,6 +16,11 @@ Frame = dict[str, Any]
 
 
 class MessagingTarget:
+    CONVERSATIONS = "/api/messaging/conversations"
+    MESSAGES = "/api/messaging"
+    KEYED = True  # sends carry client_msg_id
+    PAGE = {"limit": "50"}
+
     def __init__(
         self, gateways: list[str], secret: str, session: aiohttp.ClientSession
     ) -> None:
@@ -37,7 +42,7 @@ class MessagingTarget:
     async def create_conversation(
         self, tenant: str, creator: str, members: list[str]
     ) -> str:
-        url = self.gateway_for(hash(tenant)) + "/api/messaging/conversations"
+        url = self.gateway_for(hash(tenant)) + self.CONVERSATIONS
         for attempt in range(5):
             async with self._session.post(
                 url, json={"members": members}, headers=self._auth(tenant, creator)
@@ -58,11 +63,11 @@ class MessagingTarget:
         client_msg_id: str | None,
     ) -> tuple[int, Any]:
         payload: dict[str, str] = {"conversation_id": conversation_id, "body": body}
-        if client_msg_id is not None:
+        if client_msg_id is not None and self.KEYED:
             payload["client_msg_id"] = client_msg_id
         try:
             async with self._session.post(
-                gateway + "/api/messaging",
+                gateway + self.MESSAGES,
                 data=msgspec.json.encode(payload),
                 headers=self._auth(tenant, user),
             ) as resp:
@@ -75,8 +80,8 @@ class MessagingTarget:
     ) -> int:
         try:
             async with self._session.get(
-                gateway + "/api/messaging",
-                params={"conversation_id": conversation_id, "limit": "50"},
+                gateway + self.MESSAGES,
+                params={"conversation_id": conversation_id, **self.PAGE},
                 headers=self._auth(tenant, user),
             ) as resp:
                 await resp.read()
@@ -174,49 +179,10 @@ class SocketIoTarget(MessagingTarget):
     same workload. Its sockets speak Engine.IO 4 / Socket.IO 5 over a plain
     WebSocket, which this class translates to ``{event, data}`` frames."""
 
-    async def create_conversation(
-        self, tenant: str, creator: str, members: list[str]
-    ) -> str:
-        url = self.gateway_for(hash(tenant)) + "/peer/conversations"
-        async with self._session.post(
-            url, json={"members": members}, headers=self._auth(tenant, creator)
-        ) as resp:
-            resp.raise_for_status()
-            return (await resp.json())["id"]
-
-    async def send(
-        self,
-        gateway: str,
-        tenant: str,
-        user: str,
-        conversation_id: str,
-        body: str,
-        client_msg_id: str | None,
-    ) -> tuple[int, Any]:
-        payload = {"conversation_id": conversation_id, "body": body}
-        try:
-            async with self._session.post(
-                gateway + "/peer/messages",
-                data=msgspec.json.encode(payload),
-                headers=self._auth(tenant, user),
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return 599, {"error": {"code": "client", "message": repr(exc)}}
-
-    async def list_messages(
-        self, gateway: str, tenant: str, user: str, conversation_id: str
-    ) -> int:
-        try:
-            async with self._session.get(
-                gateway + "/peer/messages",
-                params={"conversation_id": conversation_id},
-                headers=self._auth(tenant, user),
-            ) as resp:
-                await resp.read()
-                return resp.status
-        except (aiohttp.ClientError, TimeoutError):
-            return 599
+    CONVERSATIONS = "/peer/conversations"
+    MESSAGES = "/peer/messages"
+    KEYED = False  # the peer knows no client_msg_id
+    PAGE: dict[str, str] = {}
 
     async def connect(
         self, gateway: str, tenant: str, user: str, since_seq: int | None
