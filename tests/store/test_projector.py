@@ -86,7 +86,7 @@ async def test_refused_events_on_the_bus_are_parked_at_once(
     tenant = unique()
     conv = await client.create_conversation(tenant, "alice", ["bob"])
     js = nc.jetstream()
-    subject = SUBJECTS.messageaccepted_event(tenant, conv["id"])
+    subject = SUBJECTS.message_accepted(tenant, conv["id"])
     sent = []
     for body in ["before", "nul \x00 inside", "after"]:
         event = accepted_event(tenant, conv["id"], body)
