@@ -70,6 +70,12 @@ def add_bench(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="comma-separated rates to step through on both targets (the knee)",
     )
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="run the messaging backend on the peer's plain workload too (no "
+        "socket churn, abusers or resends), for a like-for-like comparison",
+    )
     p.add_argument("--out", type=Path, default=None)
     return p
 

@@ -144,6 +144,8 @@ def run_command(args: argparse.Namespace, secret: str) -> int:
         duration=args.duration,
         gateways=ready["gateways"],
     )
+    if args.plain:
+        base = base.plain_fanout()
     rates = [float(r) for r in args.sweep.split(",") if r] or [base.rate]
     print(
         f"\n=== messaging backend at {', '.join(f'{r:g}' for r in rates)} sends/s ==="
