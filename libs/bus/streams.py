@@ -56,6 +56,11 @@ FANOUT = "fanout"
 # deployment picks how many (MSG_FANOUT_PARTITIONS, one replica each);
 # permissions are written for all of them up to this bound.
 MAX_FANOUT_PARTITIONS = 16
+# Shortcoming: partitions are assigned statically (MSG_FANOUT_PARTITION per
+# replica), so while one partition's replica is down its users' frames wait
+# for it to be restarted (by the supervisor or orchestrator); nothing hands
+# the partition to a surviving replica. JetStream's pinned-client priority
+# groups could, once the client library supports them.
 
 
 def fanout_durable(partition: int) -> str:

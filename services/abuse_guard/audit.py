@@ -44,6 +44,9 @@ def rejection_event(request: AbuseCheck, decision: Decision) -> MessageRejected:
             conversation_id=request.conversation_id,
             sender_id=request.sender_id,
             reason=decision.verdict,
+            # Shortcoming: an unkeyed SHA-256 of the normalised body, so a
+            # reader of the audit stream can confirm a guessed short text;
+            # a keyed hash (a per-deployment secret) would prevent that.
             body_sha256=request.body_fingerprint,
             client_msg_id=request.client_msg_id,
             original_id=decision.original_id,

@@ -307,6 +307,9 @@ class Ingest:
             span.set_attribute("messaging.stream_seq", ack.seq)
             return ack
 
+    # Shortcoming: creating conversations is not rate-limited (the abuse guard
+    # only counts sends); replies are bounded in size, so a flood of them
+    # cannot make anyone's list fail, but it can fill a member's list.
     async def create_conversation(self, msg: Msg) -> bytes:
         cmd = parse_request(msg, CreateConversation)
         if isinstance(cmd, bytes):
