@@ -163,6 +163,11 @@ def table(result: dict[str, Any]) -> str:
     if "gateway_rss_per_socket_bytes" in facts:
         per_socket = facts["gateway_rss_per_socket_bytes"] / 1024
         lines.append(f"gateway memory per socket: {per_socket:.1f} KiB")
+    if "settle_s" in facts:
+        lines.append(
+            f"set-up: {facts.get('connect_s', 0):g}s to connect the sockets, then "
+            f"{facts['settle_s']:g}s for the presence updates they caused"
+        )
     lag = result["latency_ms"]["lag"]
     lines.append(
         f"load generator schedule lag: p99 {lag['p99']:.1f} ms, max {lag['max']:.1f} ms"

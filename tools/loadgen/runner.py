@@ -66,6 +66,7 @@ class LoadRun:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_start = 0.0
         self._step = 0  # which load() of this run, for unique client_msg_ids
+        self._presence_frames = 0
         self._wall_start = 0.0
         self.facts: dict[str, Any] = {}
 
@@ -81,7 +82,7 @@ class LoadRun:
         started = time.monotonic()
         await self._connect_all(self.population.users)
         self.facts["connect_s"] = round(time.monotonic() - started, 1)
-        await asyncio.sleep(1.0)  # let the gateways settle before reading memory
+        self.facts["settle_s"] = await self._settle()
         rss_after = await self._gateway_rss()
         if rss_before is not None and rss_after is not None and self.sockets:
             per_socket = (rss_after - rss_before) / len(self.sockets)
@@ -93,6 +94,21 @@ class LoadRun:
                 self.profile.abuse_limit,
                 self.profile.abuse_window,
             )
+
+    async def _settle(self, quiet: int = 100, limit: float = 120.0) -> float:
+        """Wait out the presence storm of the connect phase: every user coming
+        online is told to every other socket of its tenant (tenant size
+        squared frames in all). Load starts once fewer than ``quiet``
+        presence frames a second arrive, for two seconds running; returns
+        how long that took, which the results report."""
+        started = time.monotonic()
+        calm = 0
+        while calm < 2 and time.monotonic() - started < limit:
+            before = self._presence_frames
+            await asyncio.sleep(1.0)
+            calm = calm + 1 if self._presence_frames - before < quiet else 0
+        self._say(f"presence settled after {time.monotonic() - started:.0f}s")
+        return round(time.monotonic() - started, 1)
 
     async def _gateway_rss(self) -> float | None:
         total = 0.0
@@ -151,6 +167,7 @@ class LoadRun:
                 latency = now - sent if live else None
                 self.recorder.received(socket.socket_id, data["id"], latency)
         elif event == "presence:update":
+            self._presence_frames += 1
             key = (socket.tenant, data.get("user_id", ""), data.get("status", ""))
             since = self._expect_presence.get(key)
             if since is not None:
