@@ -120,6 +120,16 @@ class Settings:
     ws_max_per_user: int = _env_field(
         "MSG_WS_MAX_PER_USER", 16, "sockets one user may hold open per gateway"
     )
+    # Bus calls (sends, lists, replays) one gateway keeps waiting at once.
+    # Past the bound, a call is refused at once with 503 `overloaded` rather
+    # than queued: a queue that outgrows what the services drain before the
+    # request timeout only turns into timeouts, and work done for callers who
+    # have given up (BENCHMARKS.md, the knee).
+    gateway_max_in_flight: int = _env_field(
+        "MSG_GATEWAY_MAX_IN_FLIGHT",
+        512,
+        "bus calls a gateway keeps waiting at once; more are refused with 503",
+    )
     fanout_partitions: int = _env_field(
         "MSG_FANOUT_PARTITIONS",
         1,
@@ -168,6 +178,8 @@ class Settings:
             )
         if self.ws_max_per_user < 1:
             raise ConfigError("MSG_WS_MAX_PER_USER must be at least 1")
+        if self.gateway_max_in_flight < 1:
+            raise ConfigError("MSG_GATEWAY_MAX_IN_FLIGHT must be at least 1")
         if self.presence_grace < 0:
             raise ConfigError("MSG_PRESENCE_GRACE must not be negative")
         if not 0 <= self.fanout_partition < self.fanout_partitions:

@@ -15,6 +15,7 @@ TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
 TOO_MANY_SOCKETS = "too_many_sockets"
 UNAVAILABLE = "unavailable"
+OVERLOADED = "overloaded"
 INTERNAL = "internal"
 
 HTTP_STATUS = {
@@ -34,4 +35,5 @@ HTTP_STATUS = {
     TOO_MANY_SOCKETS: 429,
     INTERNAL: 500,
     UNAVAILABLE: 503,
+    OVERLOADED: 503,
 }

@@ -205,8 +205,9 @@ ERROR_STATUS = {
     "seconds; or, opening a WebSocket, too many sockets of yours already open "
     "on this gateway (`too_many_sockets`): close one first",
     500: "A bug on our side",
-    503: "A service behind the gateway is down; retry after `Retry-After` "
-    "seconds (a send with `client_msg_id` is safe to retry)",
+    503: "A service behind the gateway is down (`unavailable`), or the gateway "
+    "already waits on as many calls as it may (`overloaded`): retry after "
+    "`Retry-After` seconds (a send with `client_msg_id` is safe to retry)",
 }
 
 

@@ -41,17 +41,17 @@ log = logging.getLogger("gateway")
 # escapes; anything bigger is refused with 413 before it is read.
 MAX_REQUEST_BYTES = 64 * 1024
 
-# Shortcoming: no admission limit. A saturated gateway queues requests rather
-# than refusing them, so a load far past the knee that arrives cold can pile
-# up faster than it drains (BENCHMARKS.md). A bound on requests in flight,
-# answered 503 with Retry-After beyond it, would shed that load instead.
-
 
 def build_app(
     rt: Runtime, nc: object, sessions: Sessions, metrics: GatewayMetrics
 ) -> web.Application:
     tokens = auth.VerifiedTokens(rt.settings.require_jwt_secret())
-    backend = Backend(nc, timeout=rt.settings.request_timeout)
+    backend = Backend(
+        nc,
+        timeout=rt.settings.request_timeout,
+        max_in_flight=rt.settings.gateway_max_in_flight,
+        metrics=metrics,
+    )
     api = MessagingApi(backend, rt.subjects, tokens)
     sockets = WebSocketEndpoint(
         sessions,

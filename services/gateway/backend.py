@@ -1,4 +1,12 @@
-"""Typed calls from the gateway to ingest and store over NATS."""
+"""Typed calls from the gateway to ingest and store over NATS.
+
+The calls a gateway waits on at once are bounded. Past the bound a call is
+refused at once (503 ``overloaded``) instead of joining a queue that, once
+it is longer than what ingest and store drain within the request timeout,
+only produces timeouts and work for callers who have already given up. A
+refused send was never published, so nothing is lost; the client retries
+after ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +19,40 @@ from libs.bus.codec import decoder, encode
 from libs.bus.connection import BusTimeout, NoResponders, request
 from libs.schema import errors
 from services.gateway.errors import ApiError
+from services.gateway.metrics import GatewayMetrics
 
 R = TypeVar("R")
 
 
 class Backend:
-    def __init__(self, nc: Client, *, timeout: float) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        timeout: float,
+        max_in_flight: int,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._nc = nc
         self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._metrics = metrics
 
     async def call(
         self, subject: str, payload: msgspec.Struct, reply_type: type[R], name: str
     ) -> R:
-        """The decoded reply; a dependency that is down becomes a 503."""
+        """The decoded reply; a dependency that is down, or more calls in
+        flight than the bound, becomes a 503."""
+        if self._in_flight >= self._max_in_flight:
+            self._metrics.shed.labels(name).inc()
+            raise ApiError(
+                errors.OVERLOADED,
+                "the gateway is at capacity; retry later",
+                retry_after=1,
+            )
+        self._in_flight += 1
+        self._metrics.backend_in_flight.inc()
         try:
             reply = await request(
                 self._nc,
@@ -44,4 +73,7 @@ class Backend:
                 f"{name} did not answer in time; retry",
                 retry_after=1,
             ) from exc
+        finally:
+            self._in_flight -= 1
+            self._metrics.backend_in_flight.dec()
         return decoder(reply_type).decode(reply.data)

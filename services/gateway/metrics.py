@@ -97,6 +97,20 @@ class GatewayMetrics:
             "leases of sockets that cannot be reported expire).",
             registry=registry,
         )
+        self.backend_in_flight = Gauge(
+            "messaging_gateway_backend_in_flight",
+            "Bus calls to ingest and store this gateway is waiting on.",
+            registry=registry,
+        )
+        self.shed = Counter(
+            "messaging_gateway_shed_total",
+            "Calls refused with 503 overloaded because the gateway already "
+            "waited on MSG_GATEWAY_MAX_IN_FLIGHT of them, by the service called.",
+            ["service"],
+            registry=registry,
+        )
+        for service in ("ingest", "store"):
+            self.shed.labels(service)
         self.presence_stale = Counter(
             "messaging_presence_updates_stale_total",
             "presence.changed events not forwarded because a later one for the "
