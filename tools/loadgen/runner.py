@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+
 from tools.loadgen.population import Abuser, Conversation, Population, User
 from tools.loadgen.profile import Bodies, LoadProfile
 from tools.loadgen.recorder import Recorder
@@ -24,6 +26,9 @@ from tools.loadgen.target import Frame, LoadSocket, MessagingTarget
 
 MARK = "lt|"
 PRESENCE_GRACE = 8.0  # seconds a churned socket stays away (beyond offline grace)
+# A socket whose resume fails (the server closes it 1013 when it cannot read
+# the history in time) comes back as a client would: again, after a backoff.
+RESUME_ATTEMPTS = 4
 
 LimitSetter = Callable[[list[tuple[str, str]], int, float], Awaitable[None]]
 
@@ -270,10 +275,16 @@ class LoadRun:
             self._expect_presence[(socket.tenant, socket.user_id, "online")] = (
                 time.time()
             )
-            await socket.open(self.target, resume=True)
-            await asyncio.wait_for(socket.ready.wait(), 30)
-            self.recorder.counts["churn_cycles"] += 1
-        except (OSError, TimeoutError):
+            for attempt in range(RESUME_ATTEMPTS):
+                if attempt:
+                    self.recorder.counts["churn_resume_retries"] += 1
+                    await socket.close()
+                    await asyncio.sleep(0.5 * 2**attempt * (0.5 + self.rng.random()))
+                with contextlib.suppress(OSError, aiohttp.ClientError):
+                    await socket.open(self.target, resume=True)
+                    if await socket.resumed(30):
+                        self.recorder.counts["churn_cycles"] += 1
+                        return
             self.recorder.counts["churn_failures"] += 1
         finally:
             socket.churning = False

@@ -166,6 +166,17 @@ class LoadSocket:
         if not self._closing:
             self.closed_by_server.append(ws.close_code)
 
+    async def resumed(self, timeout: float) -> bool:
+        """Whether the socket got to "ready"; False as soon as the server
+        closed it first (1013 when its history was not available)."""
+        assert self._reader is not None
+        ready = asyncio.ensure_future(self.ready.wait())
+        await asyncio.wait(
+            {ready, self._reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        ready.cancel()
+        return self.ready.is_set()
+
     async def close(self) -> None:
         self._closing = True
         if self.ws is not None:
