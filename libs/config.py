@@ -130,6 +130,15 @@ class Settings:
         512,
         "bus calls a gateway keeps waiting at once; more are refused with 503",
     )
+    # A garbage collection of a gateway holding 15,000 sockets takes up to a
+    # third of a second; the bound sits above that, and one late sample
+    # refuses nothing (services/gateway/admission.py).
+    gateway_max_loop_lag: float = _env_field(
+        "MSG_GATEWAY_MAX_LOOP_LAG",
+        0.4,
+        "seconds the gateway's event loop may run late (two samples running) "
+        "before API calls are refused with 503",
+    )
     fanout_partitions: int = _env_field(
         "MSG_FANOUT_PARTITIONS",
         1,
@@ -180,6 +189,8 @@ class Settings:
             raise ConfigError("MSG_WS_MAX_PER_USER must be at least 1")
         if self.gateway_max_in_flight < 1:
             raise ConfigError("MSG_GATEWAY_MAX_IN_FLIGHT must be at least 1")
+        if self.gateway_max_loop_lag <= 0:
+            raise ConfigError("MSG_GATEWAY_MAX_LOOP_LAG must be positive")
         if self.presence_grace < 0:
             raise ConfigError("MSG_PRESENCE_GRACE must not be negative")
         if not 0 <= self.fanout_partition < self.fanout_partitions:

@@ -25,6 +25,7 @@ from libs.bus.connection import connect
 from libs.schema import openapi
 from libs.schema.http import ENDPOINTS
 from libs.service import Runtime, ops_routes, run
+from services.gateway.admission import LoopLag
 from services.gateway.backend import Backend
 from services.gateway.errors import error_middleware
 from services.gateway.http_api import MessagingApi
@@ -43,7 +44,11 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 
 def build_app(
-    rt: Runtime, nc: object, sessions: Sessions, metrics: GatewayMetrics
+    rt: Runtime,
+    nc: object,
+    sessions: Sessions,
+    metrics: GatewayMetrics,
+    lag: LoopLag,
 ) -> web.Application:
     tokens = auth.VerifiedTokens(rt.settings.require_jwt_secret())
     backend = Backend(
@@ -73,7 +78,7 @@ def build_app(
     # Every documented endpoint, and only those (a missing handler is a
     # KeyError at start-up, not an undocumented or dead route).
     handlers = {
-        **api.handlers(),
+        **{operation: lag.guard(h) for operation, h in api.handlers().items()},
         "websocket": sockets.handle,
         "openapi": openapi_document,
     }
@@ -107,7 +112,9 @@ async def serve(rt: Runtime) -> None:
         )
         relay = PresenceRelay(sessions, metrics)
         await relay.start(nc, rt.subjects)
-        app = build_app(rt, nc, sessions, metrics)
+        lag = LoopLag(metrics, max_lag=settings.gateway_max_loop_lag)
+        lag.start()
+        app = build_app(rt, nc, sessions, metrics, lag)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=4096)
@@ -127,6 +134,7 @@ async def serve(rt: Runtime) -> None:
             await relay.stop()
             reporter.stop()
             await reporting
+            await lag.stop()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from libs.bus.codec import decoder, encode
 from libs.bus.connection import BusTimeout, NoResponders, request
 from libs.schema import errors
 from services.gateway.errors import ApiError
-from services.gateway.metrics import GatewayMetrics
+from services.gateway.metrics import SHED_IN_FLIGHT, GatewayMetrics
 
 R = TypeVar("R")
 
@@ -45,7 +45,7 @@ class Backend:
         """The decoded reply; a dependency that is down, or more calls in
         flight than the bound, becomes a 503."""
         if self._in_flight >= self._max_in_flight:
-            self._metrics.shed.labels(name).inc()
+            self._metrics.shed.labels(SHED_IN_FLIGHT).inc()
             raise ApiError(
                 errors.OVERLOADED,
                 "the gateway is at capacity; retry later",

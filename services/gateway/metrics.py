@@ -24,6 +24,10 @@ UNMATCHED = "unmatched"
 # start are counted. Other statuses and routes still appear on first use.
 SLO_CALLS = (("GET", ("200", "500", "503")), ("POST", ("201", "500", "503")))
 SLO_ROUTE = "/api/messaging"
+# Why a call was refused with 503 overloaded (services/gateway/admission.py).
+SHED_LOOP_LAG = "loop_lag"
+SHED_IN_FLIGHT = "in_flight"
+SHED_REASONS = (SHED_LOOP_LAG, SHED_IN_FLIGHT)
 
 
 def route_of(request: web.Request) -> str:
@@ -104,13 +108,21 @@ class GatewayMetrics:
         )
         self.shed = Counter(
             "messaging_gateway_shed_total",
-            "Calls refused with 503 overloaded because the gateway already "
-            "waited on MSG_GATEWAY_MAX_IN_FLIGHT of them, by the service called.",
-            ["service"],
+            "API calls refused with 503 overloaded, by reason: loop_lag (the "
+            "event loop ran later than MSG_GATEWAY_MAX_LOOP_LAG) or in_flight "
+            "(MSG_GATEWAY_MAX_IN_FLIGHT calls to ingest and store waiting).",
+            ["reason"],
             registry=registry,
         )
-        for service in ("ingest", "store"):
-            self.shed.labels(service)
+        for reason in SHED_REASONS:
+            self.shed.labels(reason)
+        self.loop_lag = Histogram(
+            "messaging_gateway_loop_lag_seconds",
+            "How late the event loop ran a timer: time requests and socket "
+            "writes wait before the gateway gets to them.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.presence_stale = Counter(
             "messaging_presence_updates_stale_total",
             "presence.changed events not forwarded because a later one for the "

@@ -24,6 +24,7 @@ from libs.bus.subjects import Subjects
 from libs.config import Settings
 from libs.service import Runtime
 from services.gateway.__main__ import build_app
+from services.gateway.admission import LoopLag
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.sessions import Sessions
 from tests.support import Client, unique
@@ -83,7 +84,9 @@ def test_openapi_documents_every_route_the_gateway_serves() -> None:
     registry = CollectorRegistry()
     runtime = Runtime(settings=settings, registry=registry, subjects=Subjects())
     metrics = GatewayMetrics(registry)
-    app = build_app(runtime, None, Sessions(None, Subjects(), metrics), metrics)
+    sessions = Sessions(None, Subjects(), metrics)
+    lag = LoopLag(metrics, max_lag=settings.gateway_max_loop_lag)
+    app = build_app(runtime, None, sessions, metrics, lag)
     served = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
