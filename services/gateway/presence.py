@@ -118,12 +118,25 @@ class PresenceReporter:
     async def run(self) -> None:
         """Report until ``stop()``; then report every socket as closed."""
         # Each flush beats for one slice of the sockets, so every socket
-        # beats once per interval without a burst of thousands at once.
+        # beats once per interval without a burst of thousands at once. The
+        # slices keep that pace however long presence takes to answer: a
+        # round of reports still going when the next slice is due does not
+        # delay it (one late round per flush, each slower than the last,
+        # added up to more than a lease's TTL and expired live sockets, an
+        # offline and an online update each to their whole tenant). What is
+        # queued meanwhile goes in the next round; one round at a time keeps
+        # a socket's open, beats and close in order.
         tick = 0
+        reporting: asyncio.Task[None] | None = None
         while not await wait_event(self._stopping, self._flush):
             self._queue_heartbeats(self._slices[tick % len(self._slices)])
             tick += 1
-            await self._report_all()
+            if reporting is None or reporting.done():
+                if reporting is not None and reporting.exception() is not None:
+                    log.error("presence.round_failed", exc_info=reporting.exception())
+                reporting = asyncio.create_task(self._report_all())
+        if reporting is not None:
+            await reporting
         # Sockets still open now are closing with the process: report them
         # gone, so their users go offline after the grace, not the TTL.
         for connection, (tenant, user_id) in self._open.items():
