@@ -118,19 +118,23 @@ class PresenceReporter:
     async def run(self) -> None:
         """Report until ``stop()``; then report every socket as closed."""
         # Each flush beats for one slice of the sockets, so every socket
-        # beats once per interval without a burst of thousands at once. The
-        # slices keep that pace however long presence takes to answer: a
-        # round of reports still going when the next slice is due does not
-        # delay it (one late round per flush, each slower than the last,
-        # added up to more than a lease's TTL and expired live sockets, an
-        # offline and an online update each to their whole tenant). What is
-        # queued meanwhile goes in the next round; one round at a time keeps
-        # a socket's open, beats and close in order.
-        tick = 0
+        # beats once per interval without a burst of thousands at once. That
+        # pace is kept by the clock, whatever else is slow: a loop running
+        # late wakes less often, and a wake-up queues every slice that came
+        # due meanwhile; a round of reports still going does not hold up the
+        # next slice, which goes in the round after. (Pacing by wake-ups and
+        # waiting for each round had stretched the beat past the lease TTL
+        # under load, expiring live sockets: an offline and an online update
+        # each, to their whole tenant.) One round at a time keeps a socket's
+        # open, beats and close in order.
+        loop = asyncio.get_running_loop()
+        started, queued, count = loop.time(), 0, len(self._slices)
         reporting: asyncio.Task[None] | None = None
         while not await wait_event(self._stopping, self._flush):
-            self._queue_heartbeats(self._slices[tick % len(self._slices)])
-            tick += 1
+            due = int((loop.time() - started) / self._flush)
+            for tick in range(max(queued, due - count), due):
+                self._queue_heartbeats(self._slices[tick % count])
+            queued = due
             if reporting is None or reporting.done():
                 if reporting is not None and reporting.exception() is not None:
                     log.error("presence.round_failed", exc_info=reporting.exception())
