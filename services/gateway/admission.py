@@ -1,20 +1,19 @@
-"""Refusing API calls while the gateway's event loop is behind.
+"""Refusing API calls while the gateway is at capacity.
 
 One process serves every socket and request of a gateway on one event loop.
-When requests arrive faster than the loop (or the machine) can serve them,
-they wait in front of it, and everything else the loop does waits with
-them: socket writes, and the heartbeats that keep its sockets' presence
-alive. Heartbeats that come too late expire leases of sockets that are still
-open; each lease that expires and comes back is an offline and an online
-update to every socket of the tenant, more work for the same loop. Measured
-past the knee (BENCHMARKS.md), that turned a 15 % overload into a collapse.
+When requests arrive faster than the loop (or the machine under it) can
+serve them, they wait in front of it, and so does everything else the loop
+does: socket writes, and the heartbeats that keep its sockets' leases in
+presence alive. The queue grows until requests time out on the client, after
+the work for them was done anyway.
 
 So the gateway measures how late its loop runs (a timer that should fire
 every ``interval``), and while it has been later than ``max_lag`` on two
 samples running, API calls are answered 503 ``overloaded`` before they cost
 anything else. One late sample (a garbage collection, say) refuses nothing.
 WebSockets are not refused here: an open socket costs little until it is
-written to, and refusing reconnects would strand clients.
+written to, and refusing reconnects would strand clients. The other bound,
+on calls waiting for ingest and store, is in ``backend.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +29,13 @@ from services.gateway.errors import ApiError
 from services.gateway.metrics import SHED_LOOP_LAG, GatewayMetrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def overloaded() -> ApiError:
+    """The refusal: nothing was done, so any call is safe to retry."""
+    return ApiError(
+        errors.OVERLOADED, "the gateway is at capacity; retry later", retry_after=1
+    )
 
 
 class LoopLag:
@@ -72,11 +78,7 @@ class LoopLag:
         async def guarded(request: web.Request) -> web.StreamResponse:
             if self.behind:
                 self._metrics.shed.labels(SHED_LOOP_LAG).inc()
-                raise ApiError(
-                    errors.OVERLOADED,
-                    "the gateway is at capacity; retry later",
-                    retry_after=1,
-                )
+                raise overloaded()
             return await handler(request)
 
         return guarded

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from libs.bus.codec import decoder, encode
 from libs.bus.connection import BusTimeout, NoResponders, request
 from libs.schema import errors
+from services.gateway.admission import overloaded
 from services.gateway.errors import ApiError
 from services.gateway.metrics import SHED_IN_FLIGHT, GatewayMetrics
 
@@ -46,11 +47,7 @@ class Backend:
         flight than the bound, becomes a 503."""
         if self._in_flight >= self._max_in_flight:
             self._metrics.shed.labels(SHED_IN_FLIGHT).inc()
-            raise ApiError(
-                errors.OVERLOADED,
-                "the gateway is at capacity; retry later",
-                retry_after=1,
-            )
+            raise overloaded()
         self._in_flight += 1
         self._metrics.backend_in_flight.inc()
         try:
