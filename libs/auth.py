@@ -51,6 +51,10 @@ def issue(
 
 
 def verify(secret: str, token: str) -> Principal:
+    # A JWT is base64url and dots. Anything else (bytes of a header that were
+    # not UTF-8 arrive as surrogates) is refused before the library sees it.
+    if not token.isascii():
+        raise AuthError("invalid token: not a JWT")
     try:
         claims = jwt.decode(
             token,
@@ -63,6 +67,11 @@ def verify(secret: str, token: str) -> Principal:
         raise AuthError("token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
+    for name in ("exp", "nbf", "iat"):
+        # NumericDate is a JSON number; the library would also take "123".
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthError(f"invalid {name} claim")
     tenant, user_id = claims.get("tenant"), claims.get("sub")
     if not (isinstance(tenant, str) and is_id(tenant)):
         raise AuthError("invalid tenant claim")

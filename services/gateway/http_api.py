@@ -58,7 +58,12 @@ def json_response(
 
 
 async def read_json(request: web.Request, kind: type[T]) -> T:
-    raw = await request.read()  # over client_max_size: aiohttp raises 413
+    try:
+        raw = await request.read()  # over client_max_size: aiohttp raises 413
+    except web.RequestPayloadError as exc:  # a gzip body that does not unzip
+        raise ApiError(
+            errors.INVALID_REQUEST, "request body could not be decoded"
+        ) from exc
     if not raw.strip():
         raise ApiError(errors.INVALID_JSON, "request body must be a JSON object")
     try:
@@ -93,14 +98,19 @@ def rate_limit_headers(limit: LimitInfo | None) -> dict[str, str]:
     }
 
 
+def query_int(raw: str, name: str) -> int:
+    """A query parameter of plain ASCII digits (Python's int() would also
+    take "1_0", " 7" and other scripts' digits)."""
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(errors.INVALID_REQUEST, f"{name} must be a whole number")
+    return int(raw)
+
+
 def _query_limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return PAGE_DEFAULT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(errors.INVALID_REQUEST, "limit must be an integer") from None
+    limit = query_int(raw, "limit")
     if limit < 1:
         raise ApiError(errors.INVALID_REQUEST, "limit must be at least 1")
     return min(limit, PAGE_MAX)

@@ -28,6 +28,7 @@ from libs.schema.api import MessagesSince, MessagesSinceReply
 from services.gateway.auth import authenticate, bearer_token
 from services.gateway.backend import Backend
 from services.gateway.errors import ApiError
+from services.gateway.http_api import query_int
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.sessions import (
     CLOSE_TOKEN_EXPIRED,
@@ -49,13 +50,7 @@ def _since_seq(request: web.Request) -> int | None:
     raw = request.query.get("since_seq")
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(errors.INVALID_REQUEST, "since_seq must be an integer") from None
-    if value < 0:
-        raise ApiError(errors.INVALID_REQUEST, "since_seq must not be negative")
-    return value
+    return query_int(raw, "since_seq")
 
 
 class WebSocketEndpoint:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -102,6 +103,9 @@ async def test_exactly_4000_code_points_with_emoji_is_stored_exactly(
         ({}, "invalid_request"),
         ({"conversation_id": "x", "limit": "ten"}, "invalid_request"),
         ({"conversation_id": "x", "limit": "0"}, "invalid_request"),
+        ({"conversation_id": "x", "limit": "1_0"}, "invalid_request"),
+        ({"conversation_id": "x", "limit": "\u0663"}, "invalid_request"),  # Arabic 3
+        ({"conversation_id": "x", "limit": " 7"}, "invalid_request"),
         ({"conversation_id": "has space"}, "invalid_request"),
     ],
 )
@@ -196,6 +200,8 @@ def _tokens(secret: str, tenant: str) -> dict[str, str | None]:
         "missing exp": jwt.encode({"sub": "alice", "tenant": tenant}, secret),
         "tenant with a dot": jwt.encode({**good, "tenant": "a.b"}, secret),
         "garbage": "not.a.jwt",
+        "exp as a string": jwt.encode({**good, "exp": str(now + 600)}, secret),
+        "nbf as a string": jwt.encode({**good, "nbf": str(now - 60)}, secret),
     }
 
 
@@ -249,3 +255,49 @@ async def test_other_tenants_ids_are_404_and_non_members_403(client: Client) -> 
     assert (await client.list_messages(tenant, "bob", conv["id"])).body[
         "messages"
     ] == []
+
+
+async def _raw_status(client: Client, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as bytes (no client library to clean it up) and read
+    the status line and body of the answer."""
+    host, port = client.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+async def test_a_token_that_is_not_text_is_401_not_500(client: Client) -> None:
+    statuses = []
+    for path in (b"/api/messaging/conversations", b"/api/messaging/ws"):
+        status, body = await _raw_status(
+            client,
+            b"GET " + path + b" HTTP/1.1\r\nHost: gateway\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n",
+        )
+        statuses.append((status, json.loads(body)["error"]["code"]))
+
+    assert statuses == [(401, "unauthorized")] * 2
+
+
+async def test_a_body_that_does_not_unzip_is_400(client: Client) -> None:
+    tenant = unique()
+    conv = await client.create_conversation(tenant, "alice", ["bob"])
+
+    reply = await client.request(
+        "POST",
+        "/api/messaging",
+        token=client.token(tenant, "alice"),
+        data=b"not gzip at all",
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+
+    assert reply.status == 400, reply
+    assert reply.body["error"]["code"] == "invalid_request"
+    listed = await client.list_messages(tenant, "alice", conv["id"])
+    assert listed.body["messages"] == []
