@@ -13,7 +13,7 @@ samples running, API calls are answered 503 ``overloaded`` before they cost
 anything else. One late sample (a garbage collection, say) refuses nothing.
 WebSockets are not refused here: an open socket costs little until it is
 written to, and refusing reconnects would strand clients. The other bound,
-on calls waiting for ingest and store, is in ``backend.py``.
+on calls waiting for the services behind, is in ``backend.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Typed calls from the gateway to ingest and store over NATS.
+"""Typed calls from the gateway to ingest, store and presence over NATS.
 
 The calls a gateway waits on at once are bounded. Past the bound a call is
 refused at once (503 ``overloaded``) instead of joining a queue that, once
-it is longer than what ingest and store drain within the request timeout,
+it is longer than what the services drain within the request timeout,
 only produces timeouts and work for callers who have already given up. A
 refused send was never published, so nothing is lost; the client retries
 after ``Retry-After``.

@@ -103,14 +103,14 @@ class GatewayMetrics:
         )
         self.backend_in_flight = Gauge(
             "messaging_gateway_backend_in_flight",
-            "Bus calls to ingest and store this gateway is waiting on.",
+            "Bus calls to ingest, store and presence this gateway is waiting on.",
             registry=registry,
         )
         self.shed = Counter(
             "messaging_gateway_shed_total",
             "API calls refused with 503 overloaded, by reason: loop_lag (the "
             "event loop ran later than MSG_GATEWAY_MAX_LOOP_LAG) or in_flight "
-            "(MSG_GATEWAY_MAX_IN_FLIGHT calls to ingest and store waiting).",
+            "(MSG_GATEWAY_MAX_IN_FLIGHT calls to ingest, store and presence waiting).",
             ["reason"],
             registry=registry,
         )

@@ -3,6 +3,7 @@ kind of traffic it makes, judged by the SLO table a user would read."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,46 @@ async def test_a_short_run_measures_every_slo_and_writes_its_files(
     assert "FAIL" not in printed
     assert (tmp_path / "result.json").stat().st_size > 0
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_refusals_for_capacity_are_not_blamed_on_the_abuse_guard(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Against a gateway that waits on at most 2 calls at once, setup still
+    creates every conversation (it retries after Retry-After), and abusers'
+    sends refused with 503 count neither as blocked nor as let through."""
+    gateway = stack.make_service("gateway", 12)
+    gateway.env["MSG_GATEWAY_MAX_IN_FLIGHT"] = "2"
+    gateway.start()
+    try:
+        await asyncio.to_thread(gateway.wait_ready)
+        profile = LoadProfile(
+            tenants=2,
+            sockets=12,
+            rate=10,
+            duration=4,
+            warmup=1,
+            churn=0,
+            abusers=2,
+            abuse_window=2.0,
+            gateways=[gateway.url],
+        )
+        (result,) = await execute(
+            profile,
+            stack.jwt_secret,
+            tmp_path,
+            quiet=True,
+            set_limits=limit_setter(stack.urls["MSG_REDIS_URL"]),
+        )
+    finally:
+        gateway.stop()
+    counts = result["counts"]
+    verdicts = {c.slo: c.passed for c in report.checks(result)}
+
+    assert counts["abuse_status_503"] > 0  # the bursts did meet the bound
+    assert counts["abuse_429"] == counts["abuse_over_limit"]
+    assert verdicts["SLO-MSG-SPAM-BLOCK"] is not False
+    assert result["lost"] == 0
 
 
 def test_a_delivery_that_never_came_is_lost_and_a_second_one_is_a_repeat() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,6 +14,7 @@ import msgspec
 from libs import auth
 
 Frame = dict[str, Any]
+SETUP_ATTEMPTS = 10  # per conversation created before the load starts
 
 
 class MessagingTarget:
@@ -43,14 +45,18 @@ class MessagingTarget:
         self, tenant: str, creator: str, members: list[str]
     ) -> str:
         url = self.gateway_for(hash(tenant)) + self.CONVERSATIONS
-        for attempt in range(5):
+        for attempt in range(SETUP_ATTEMPTS):
             async with self._session.post(
                 url, json={"members": members}, headers=self._auth(tenant, creator)
             ) as resp:
                 body = await resp.json()
                 if resp.status == 201:
                     return body["id"]
-            await asyncio.sleep(0.2 * (attempt + 1))
+                if resp.status not in (429, 500, 502, 503, 504):
+                    break  # our request is wrong: retrying will not help
+                # A gateway at capacity says when to come back.
+                wait = float(resp.headers.get("Retry-After", 0.2 * (attempt + 1)))
+            await asyncio.sleep(wait * (0.5 + random.random()))
         raise RuntimeError(f"could not create a conversation: {resp.status} {body}")
 
     async def send(
