@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,29 +18,36 @@ from tools.loadgen.recorder import Recorder
 pytestmark = pytest.mark.slow
 
 
+async def _run(
+    stack: Stack, out: Path, gateways: list[str], **profile: Any
+) -> dict[str, Any]:
+    """One short load with 2 abusers (a limit window of 2 s, so they burst
+    within the run) against ``gateways``; its result."""
+    settings = {"warmup": 1, "churn": 0, "abusers": 2, "abuse_window": 2.0}
+    (result,) = await execute(
+        LoadProfile(**{**settings, **profile}, gateways=gateways),
+        stack.jwt_secret,
+        out,
+        quiet=True,
+        set_limits=limit_setter(stack.urls["MSG_REDIS_URL"]),
+    )
+    return result
+
+
 async def test_a_short_run_measures_every_slo_and_writes_its_files(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    profile = LoadProfile(
+    result = await _run(
+        stack,
+        tmp_path,
+        stack.gateway_urls,
         tenants=4,
         sockets=40,
         rate=20,
         duration=6,
-        warmup=1,
         churn=1,
-        abusers=2,
-        abuse_window=2.0,
         duplicate_share=0.1,
         retry_share=0.1,
-        gateways=stack.gateway_urls,
-    )
-
-    (result,) = await execute(
-        profile,
-        stack.jwt_secret,
-        tmp_path,
-        quiet=True,
-        set_limits=limit_setter(stack.urls["MSG_REDIS_URL"]),
     )
     printed = capsys.readouterr().out
     verdicts = {c.slo: c.passed for c in report.checks(result)}
@@ -69,23 +77,8 @@ async def test_refusals_for_capacity_are_not_blamed_on_the_abuse_guard(
     gateway.start()
     try:
         await asyncio.to_thread(gateway.wait_ready)
-        profile = LoadProfile(
-            tenants=2,
-            sockets=12,
-            rate=10,
-            duration=4,
-            warmup=1,
-            churn=0,
-            abusers=2,
-            abuse_window=2.0,
-            gateways=[gateway.url],
-        )
-        (result,) = await execute(
-            profile,
-            stack.jwt_secret,
-            tmp_path,
-            quiet=True,
-            set_limits=limit_setter(stack.urls["MSG_REDIS_URL"]),
+        result = await _run(
+            stack, tmp_path, [gateway.url], tenants=2, sockets=12, rate=10, duration=4
         )
     finally:
         gateway.stop()
