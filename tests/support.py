@@ -19,8 +19,13 @@ import msgspec
 from redis.asyncio import Redis
 
 from libs import auth, ids, limits
-from libs.bus.subjects import Subjects
-from libs.schema.events import AcceptedMessage, MessageAccepted
+from libs.bus.subjects import CONVERSATIONS_STREAM, Subjects
+from libs.schema.events import (
+    AcceptedMessage,
+    ConversationCreated,
+    ConversationData,
+    MessageAccepted,
+)
 from libs.schema.types import utc_now_ms
 
 # Spans of every service of the test stack, in its root folder (JSON lines).
@@ -409,3 +414,32 @@ async def publish_accepted(nc: Any, event: MessageAccepted) -> int:
         headers={"Nats-Msg-Id": event.id},
     )
     return ack.seq
+
+
+async def publish_conversation(
+    nc: Any, tenant: str, members: list[str], title: str
+) -> str:
+    """Publish a ``conversation.created`` by alice straight to the stream,
+    bypassing ingest and its checks (as an earlier version might have
+    written it); the conversation's id."""
+    conversation_id = ids.uuid7()
+    now = utc_now_ms()
+    event = ConversationCreated(
+        id=conversation_id,
+        tenant=tenant,
+        time=now,
+        data=ConversationData(
+            id=conversation_id,
+            members=members,
+            created_by="alice",
+            created_at=now,
+            title=title,
+        ),
+    )
+    await nc.jetstream().publish(
+        Subjects().conversation_created(tenant, conversation_id),
+        msgspec.json.encode(event),
+        headers={"Nats-Msg-Id": conversation_id},
+        stream=CONVERSATIONS_STREAM,
+    )
+    return conversation_id

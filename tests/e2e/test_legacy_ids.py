@@ -5,42 +5,20 @@ left out."""
 
 from __future__ import annotations
 
-import msgspec
 import nats
 from nats.js.errors import NotFoundError
 
-from libs import ids
-from libs.bus.subjects import CONVERSATIONS_STREAM, DEADLETTER_STREAM, Subjects
-from libs.schema.events import ConversationCreated, ConversationData
-from libs.schema.types import utc_now_ms
-from tests.support import Client, unique
+from libs.bus.subjects import DEADLETTER_STREAM, Subjects
+from tests.support import Client, publish_conversation, unique
 
 LEGACY_MEMBER = "bob\n"
 
 
 async def _legacy_conversation(nc: nats.NATS, tenant: str) -> str:
     """A conversation.created event as an earlier version published it."""
-    conversation_id = ids.uuid7()
-    now = utc_now_ms()
-    event = ConversationCreated(
-        id=conversation_id,
-        tenant=tenant,
-        time=now,
-        data=ConversationData(
-            id=conversation_id,
-            members=["alice", LEGACY_MEMBER, "carol"],
-            created_by="alice",
-            created_at=now,
-            title="from an earlier version",
-        ),
+    return await publish_conversation(
+        nc, tenant, ["alice", LEGACY_MEMBER, "carol"], "from an earlier version"
     )
-    await nc.jetstream().publish(
-        Subjects().conversation_created(tenant, conversation_id),
-        msgspec.json.encode(event),
-        headers={"Nats-Msg-Id": conversation_id},
-        stream=CONVERSATIONS_STREAM,
-    )
-    return conversation_id
 
 
 async def _dead_letters(nc: nats.NATS, tenant: str) -> list[str]:

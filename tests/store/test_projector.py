@@ -12,7 +12,6 @@ import nats
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
-from libs import ids
 from libs.bus.consumer import Delivery, Outcome
 from libs.bus.subjects import (
     CONVERSATIONS_STREAM,
@@ -20,15 +19,10 @@ from libs.bus.subjects import (
     MESSAGES_STREAM,
     Subjects,
 )
-from libs.schema.events import (
-    ConversationCreated,
-    ConversationData,
-)
-from libs.schema.types import utc_now_ms
 from services.store.barrier import ProjectionBarrier
 from services.store.projector import Projector, ProjectorMetrics
 from services.store.repository import Repository
-from tests.support import Client, accepted_event, unique
+from tests.support import Client, accepted_event, publish_conversation, unique
 
 SUBJECTS = Subjects()
 
@@ -107,25 +101,9 @@ async def test_refused_events_on_the_bus_are_parked_at_once(
 async def test_a_conversation_postgresql_refuses_is_parked_at_once(
     nc: nats.NATS,
 ) -> None:
-    tenant, conversation_id = unique(), ids.uuid7()
-    now = utc_now_ms()
-    event = ConversationCreated(
-        id=conversation_id,
-        tenant=tenant,
-        time=now,
-        data=ConversationData(
-            id=conversation_id,
-            members=["alice", "bob"],
-            created_by="alice",
-            created_at=now,
-            title="written before titles were checked \x00",
-        ),
-    )
-    await nc.jetstream().publish(
-        SUBJECTS.conversation_created(tenant, conversation_id),
-        msgspec.json.encode(event),
-        headers={"Nats-Msg-Id": conversation_id},
-        stream=CONVERSATIONS_STREAM,
+    tenant = unique()
+    conversation_id = await publish_conversation(
+        nc, tenant, ["alice", "bob"], "written before titles were checked \x00"
     )
 
     parked = await _parked(nc, tenant, timeout=5)
